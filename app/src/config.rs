@@ -1,0 +1,360 @@
+//! Settings: a TOML file, then `FERTIVISION_*` environment overrides, validated at start.
+//!
+//! Every key is documented below and in `fertivision.example.toml`. Unknown keys, in the file or
+//! in the environment, are errors: a typo must not silently fall back to a default.
+//!
+//! Environment overrides use `__` between levels: `FERTIVISION_DATABASE__URL=postgres://...`
+//! sets `database.url`, `FERTIVISION_API__LISTEN=0.0.0.0:8080` sets `api.listen`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of environment overrides.
+pub const ENV_PREFIX: &str = "FERTIVISION_";
+
+/// Everything the service reads at start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the embedded defaults: the SQLite database and local object storage.
+    pub data_dir: PathBuf,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// The relational database.
+    pub database: DatabaseConfig,
+    /// Where uploaded documents are kept.
+    pub storage: StorageConfig,
+    /// Log output of this process (stderr).
+    pub log: LogConfig,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted upload, in bytes (the clinic limit is 10 MB).
+    pub max_upload_bytes: u64,
+    /// Largest accepted JSON body, in bytes.
+    pub max_json_bytes: usize,
+    /// A request still running after this many seconds is answered 503.
+    pub request_timeout_secs: u64,
+    /// Requests slower than this many milliseconds are logged as slow.
+    pub slow_request_ms: u64,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The relational database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://...` for PostgreSQL, `sqlite://...` for SQLite. Empty: SQLite at
+    /// `<data_dir>/fertivision.db`.
+    pub url: String,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before failing the request.
+    pub acquire_timeout_secs: u64,
+}
+
+/// Object storage for uploaded documents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// Files under a local directory. Empty `path`: `<data_dir>/objects`.
+    Local {
+        /// Root directory of the objects.
+        #[serde(default)]
+        path: PathBuf,
+    },
+    /// An S3-compatible bucket (AWS S3, MinIO).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint URL, e.g. `http://minio:9000`; empty for AWS.
+        #[serde(default)]
+        endpoint: String,
+        /// Region name.
+        #[serde(default = "default_region")]
+        region: String,
+        /// Access key id; empty to use the environment's AWS credentials.
+        #[serde(default)]
+        access_key_id: String,
+        /// Secret access key.
+        #[serde(default)]
+        secret_access_key: String,
+        /// Allow plain HTTP to the endpoint (MinIO in a private network).
+        #[serde(default)]
+        allow_http: bool,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+/// Log output of this process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info,fertivision=debug`.
+    pub filter: String,
+    /// `text` for people, `json` for machines.
+    pub format: LogFormat,
+}
+
+/// Format of the process log.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            api: ApiConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::Local {
+                path: PathBuf::new(),
+            },
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_upload_bytes: 10 * 1024 * 1024,
+            max_json_bytes: 256 * 1024,
+            request_timeout_secs: 30,
+            slow_request_ms: 1000,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration that could not be loaded, with the reason a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an override does not parse or names an unknown key.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `path` (when given; it must exist), then `FERTIVISION_*` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Figment's `Env` reads the process environment; copy the given pairs into a TOML
+        // document instead so that tests do not have to mutate global state.
+        let mut overrides = String::new();
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let dotted = rest.to_ascii_lowercase().replace("__", ".");
+            if dotted.is_empty() {
+                continue;
+            }
+            overrides.push_str(&format!("{dotted} = {}\n", env_value_as_toml(&value)));
+        }
+        if !overrides.is_empty() {
+            figment = figment.merge(Toml::string(&overrides));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.api.max_upload_bytes == 0 {
+            return invalid("api.max_upload_bytes must be positive");
+        }
+        if self.api.max_json_bytes == 0 {
+            return invalid("api.max_json_bytes must be positive");
+        }
+        if self.api.request_timeout_secs == 0 {
+            return invalid("api.request_timeout_secs must be positive");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be positive");
+        }
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            return invalid("database.url must start with postgres://, postgresql:// or sqlite:");
+        }
+        if let StorageConfig::S3 { bucket, .. } = &self.storage
+            && bucket.is_empty()
+        {
+            return invalid("storage.bucket must be set for the s3 backend");
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite under the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("fertivision.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.api.request_timeout_secs)
+    }
+}
+
+/// Environment values are TOML values when they parse as one (numbers, booleans, arrays),
+/// otherwise strings.
+fn env_value_as_toml(value: &str) -> String {
+    let probe = format!("v = {value}");
+    if toml_parses(&probe) {
+        value.to_owned()
+    } else {
+        let escaped: String = value
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                '\n' => vec!['\\', 'n'],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
+    }
+}
+
+fn toml_parses(doc: &str) -> bool {
+    Figment::from(Toml::string(doc))
+        .extract::<std::collections::BTreeMap<String, figment::value::Value>>()
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fertivision.example.toml");
+        let config = Config::load_with_env(Some(&path), vec![]).expect("example config");
+        assert_eq!(config.api.max_upload_bytes, 10 * 1024 * 1024);
+        assert!(matches!(config.storage, StorageConfig::Local { .. }));
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load_with_env(None, vec![]).unwrap();
+        assert_eq!(config, Config::default());
+        assert!(config.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("FERTIVISION_DATABASE__URL", "postgres://u@h/db"),
+                ("FERTIVISION_API__LISTEN", "127.0.0.1:9999"),
+                ("FERTIVISION_API__MAX_UPLOAD_BYTES", "1000"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://u@h/db");
+        assert_eq!(config.api.listen.port(), 9999);
+        assert_eq!(config.api.max_upload_bytes, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[api]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
+        let err = Config::load_with_env(Some(&file), vec![]).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let err =
+            Config::load_with_env(None, env(&[("FERTIVISION_DATABSE__URL", "x")])).unwrap_err();
+        assert!(err.to_string().contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load_with_env(None, env(&[("FERTIVISION_DATABASE__URL", "mysql://x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+        let err = Config::load_with_env(Some(Path::new("/nonexistent.toml")), vec![]).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! FertiVision: a service for IVF and andrology clinics.
+//!
+//! Data flows: an HTTP request enters [`api`] (middleware, bearer [`auth`], a handler per
+//! route), which validates and classifies with the pure rules of [`domain`], stores through
+//! [`store`] (SQLite or PostgreSQL) and [`objects`] (local disk or S3), and answers JSON.
+//! [`server`] opens these from the [`config`] and runs the listener; [`cli`] is the command
+//! line that chooses what to run.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod clinic;
+pub mod config;
+pub mod domain;
+pub mod objects;
+pub mod server;
+pub mod store;

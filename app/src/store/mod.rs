@@ -1,0 +1,241 @@
+//! Storage: one interface, two sqlx backends.
+//!
+//! [`Store`] holds either a SQLite pool (the embedded default) or a PostgreSQL pool
+//! (production). Both backends share the SQL of every query: the schemas differ only in column
+//! types (see `migrations/sqlite` and `migrations/postgres`), and each method body is expanded
+//! once per backend by [`on_backend!`], so a query cannot exist for one backend and be missing
+//! for the other.
+//!
+//! The one real difference is the patient summary: a materialized view in PostgreSQL, refreshed
+//! concurrently after the writes that change its inputs, and a table in SQLite, maintained in
+//! the same transaction as those writes.
+
+mod analyses;
+mod documents;
+mod patients;
+mod summaries;
+mod tokens;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::Mutex;
+
+pub use analyses::{Analysis, NewAnalysis};
+pub use documents::{Document, NewDocument};
+pub use patients::{NewPatient, Patient, PatientPatch};
+pub use summaries::PatientSummary;
+pub use tokens::TokenRecord;
+
+/// Runs `$body` with `$pool` bound to the backend's pool and `$pg` telling which one it is.
+/// The body is compiled once per backend.
+macro_rules! on_backend {
+    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $pg = false;
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $pg = true;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// What can go wrong in the store, in terms the API can map to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row, or the row it refers to, does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the string names the rule.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database could not be reached or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back (a bug or a hand-edited database).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Maps the constraint violations every write can hit.
+    fn classify(err: sqlx::Error, unique: &'static str) -> Self {
+        if let Some(db) = err.as_database_error() {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(unique);
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::NotFound;
+            }
+        }
+        StoreError::Database(err)
+    }
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The pool of the backend in use.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The clinic's records: patients, analyses, documents, summaries and API tokens.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    summary_refresh: Arc<SummaryRefresh>,
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite:...` or `postgres://...`).
+    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Self::from_backend(Backend::Sqlite(pool)))
+        } else {
+            let connect = PgConnectOptions::from_str(url)?;
+            Ok(Self::from_pg_options(connect, options).await?)
+        }
+    }
+
+    /// Opens PostgreSQL with explicit connection options (tests use a schema per test).
+    pub async fn from_pg_options(
+        connect: PgConnectOptions,
+        options: &StoreOptions,
+    ) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self::from_backend(Backend::Postgres(pool)))
+    }
+
+    /// Wraps an open pool.
+    pub fn from_backend(backend: Backend) -> Self {
+        Self {
+            backend,
+            summary_refresh: Arc::new(SummaryRefresh::default()),
+        }
+    }
+
+    /// `"sqlite"` or `"postgresql"` (the OpenTelemetry `db.system` names).
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Applies the migrations that have not run yet.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_backend!(self, |pool, _pg| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        on_backend!(self, |pool, _pg| pool.close().await)
+    }
+
+    /// Called after a committed write that changed an input of the patient summary.
+    /// PostgreSQL: refresh the materialized view (coalesced across concurrent writers).
+    /// SQLite: nothing, the write maintained the table in its own transaction.
+    async fn after_summary_input_changed(&self) -> StoreResult<()> {
+        if let Backend::Postgres(pool) = &self.backend {
+            self.summary_refresh.refresh(pool).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Coalesces refreshes of the PostgreSQL materialized view: a writer that asks while a refresh
+/// is running waits for the next one, and that next one serves every writer that asked before
+/// it started. A writer never returns before a refresh that began after its commit has ended,
+/// so a client reads its own writes in the summary.
+#[derive(Debug, Default)]
+struct SummaryRefresh {
+    requested: AtomicU64,
+    completed: Mutex<u64>,
+}
+
+impl SummaryRefresh {
+    async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut completed = self.completed.lock().await;
+        if *completed >= ticket {
+            return Ok(());
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        sqlx::query("REFRESH MATERIALIZED VIEW CONCURRENTLY patient_summaries")
+            .execute(pool)
+            .await?;
+        *completed = covers;
+        Ok(())
+    }
+}
+
+/// Largest page any list returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// Clamps a requested page size to `1..=MAX_PAGE` (default 50).
+pub fn page_size(limit: Option<u32>) -> i64 {
+    limit.map_or(50, |l| i64::from(l).clamp(1, MAX_PAGE))
+}
