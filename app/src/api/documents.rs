@@ -448,7 +448,8 @@ mod tests {
 
     #[test]
     fn content_is_recognised_by_magic_bytes() {
-        let cases: [(&[u8], Option<&str>, Result<&str, &str>); 9] = [
+        type Case<'a> = (&'a [u8], Option<&'a str>, Result<&'a str, &'a str>);
+        let cases: [Case; 9] = [
             (b"%PDF-1.7\n", None, Ok("application/pdf")),
             (
                 b"%PDF-1.7\n",

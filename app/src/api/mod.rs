@@ -94,7 +94,14 @@ pub fn validate_limit(limit: Option<u32>) -> Result<i64, ApiError> {
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(
+        ErrorBody, ErrorDetail,
+        crate::domain::SemenInput, crate::domain::SemenResult,
+        crate::domain::OocyteInput, crate::domain::OocyteResult,
+        crate::domain::EmbryoInput, crate::domain::EmbryoResult,
+        crate::domain::FollicleInput, crate::domain::FollicleResult,
+        crate::domain::HysteroscopyInput, crate::domain::HysteroscopyResult,
+    )),
 )]
 struct ApiDoc;
 

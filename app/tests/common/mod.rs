@@ -205,10 +205,12 @@ impl TestApp {
     /// Like [`TestApp::new`], with settings changed by `tweak`.
     pub async fn with_config(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
         let store = TestStore::new(backend).await?;
-        let mut config = Config::default();
-        config.data_dir = store.dir.path().to_path_buf();
-        config.storage = StorageConfig::Local {
-            path: store.dir.path().join("objects"),
+        let mut config = Config {
+            data_dir: store.dir.path().to_path_buf(),
+            storage: StorageConfig::Local {
+                path: store.dir.path().join("objects"),
+            },
+            ..Config::default()
         };
         tweak(&mut config);
         let config = Arc::new(config);

@@ -1,0 +1,255 @@
+//! The real binary: `up` on a fresh data directory serves the API over SQLite, prints an admin
+//! token once, and stops cleanly on SIGTERM; `token create`, `migrate`, `--help` and config
+//! errors behave as documented.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fertivision");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 exchange: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+struct Running {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str], dir: &std::path::Path) -> Running {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, stderr: rx }
+}
+
+fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = http(port, "GET", "/healthz", None, None) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the API did not answer /healthz within 30 s");
+}
+
+#[test]
+fn up_serves_the_api_on_a_fresh_data_directory_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut up = start(&["up", "--listen", &listen], dir.path());
+    wait_healthy(port);
+    assert!(
+        dir.path().join("fertivision.db").exists(),
+        "SQLite database created"
+    );
+    assert!(
+        dir.path().join("objects").is_dir(),
+        "object directory created"
+    );
+
+    // The first start printed an admin token, once.
+    let token = loop {
+        let line = up
+            .stderr
+            .recv_timeout(Duration::from_secs(10))
+            .expect("token line");
+        if let Some(token) = line.trim().strip_prefix("fv_") {
+            break format!("fv_{token}");
+        }
+    };
+    let (status, body) = http(port, "GET", "/readyz", None, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/patients",
+        Some(&token),
+        Some(r#"{"name":"Cli Patient","date_of_birth":"1991-03-04","sex":"female"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = http(port, "GET", "/api/v1/patients", None, None).unwrap();
+    assert_eq!(status, 401);
+
+    // A token made by the command works against the running server.
+    let out = Command::new(BIN)
+        .args(["token", "create", "--role", "lab", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lab = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(lab.starts_with("fv_") && lab.len() == 67, "{lab}");
+    let (status, body) = http(port, "GET", "/api/v1/summaries", Some(&lab), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // SIGTERM: graceful exit with status 0.
+    let pid = up.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+
+    // A second start does not print a new admin token.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let again = start(&["up", "--listen", &listen], dir.path());
+    wait_healthy(port);
+    std::thread::sleep(Duration::from_millis(200));
+    let printed: Vec<String> = again.stderr.try_iter().collect();
+    assert!(
+        !printed.iter().any(|l| l.trim().starts_with("fv_")),
+        "{printed:?}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["up", "--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["token", "create", "--help"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["up", "serve", "migrate", "token"] {
+        assert!(text.contains(command), "{command} in --help");
+    }
+}
+
+#[test]
+fn migrate_then_bad_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations applied (sqlite)"));
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[database]\nurll = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("urll"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("FERTIVISION_API__LISTN", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listn"));
+
+    let out = Command::new(BIN)
+        .args(["token", "create", "--role", "root"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clinician"));
+}
