@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -33,11 +32,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything in one process on embedded defaults: the API on :8080 over SQLite and
-    /// local object storage under ./data, created and migrated on first start. Prints an
-    /// admin token the first time.
+    /// local object storage under ./data, created and migrated on first start, with the
+    /// background workers. Prints an admin token the first time.
     Up(ListenArgs),
     /// Run the API only (production: PostgreSQL and S3 from the config; run `migrate` first).
     Serve(ListenArgs),
+    /// Run background workers (document analysis, reports) and the queue reconciler. SIGTERM:
+    /// stop taking jobs, finish or release the running ones, exit.
+    Worker {
+        /// Jobs run at once (overrides `jobs.concurrency`).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -95,12 +101,21 @@ impl Cli {
             Command::Up(_) => {
                 let store = server::open_store(&config, true).await?;
                 server::ensure_first_token(&store).await?;
-                server::run_api(Arc::new(config), store).await
+                let concurrency = config.jobs.concurrency;
+                let runtime = server::Runtime::open(config, store).await?;
+                server::run_api(runtime, Some(concurrency)).await
             }
             Command::Serve(_) => {
                 // The embedded database migrates itself; PostgreSQL is migrated by `migrate`.
                 let store = server::open_store(&config, sqlite).await?;
-                server::run_api(Arc::new(config), store).await
+                let runtime = server::Runtime::open(config, store).await?;
+                server::run_api(runtime, None).await
+            }
+            Command::Worker { concurrency } => {
+                let store = server::open_store(&config, sqlite).await?;
+                let concurrency = concurrency.unwrap_or(config.jobs.concurrency).max(1);
+                let runtime = server::Runtime::open(config, store).await?;
+                runtime.run_workers(concurrency).await
             }
             Command::Migrate => {
                 let store = server::open_store(&config, true).await?;

@@ -7,20 +7,32 @@
 //! | every embryo analysis | its quality | female |
 //! | latest follicle scan | antral follicle count | ovarian |
 //! | latest hysteroscopy | findings, endometrial thickness, tubal patency | uterine, tubal |
+//! | completed document analyses | the lab values found (AMH, FSH, ..., see `analysis`) | by value |
+//!
+//! Document values are applied first, oldest first, and the recorded lab analyses after them:
+//! a measurement entered by the lab is more direct than a value read from a report.
 //!
 //! The scoring of each value is documented in [`crate::domain::score`].
 
 use serde::de::DeserializeOwned;
 
+use crate::analysis::{DocumentAnalysis, apply_to_evidence};
 use crate::domain::{
     AnalysisKind, EmbryoResult, Evidence, FollicleInput, HysteroscopyInput, OocyteResult,
     SemenInput,
 };
 use crate::store::Analysis;
 
-/// Builds the evidence from a patient's analyses, given oldest first.
-pub fn evidence(analyses: &[Analysis]) -> Evidence {
+/// Builds the evidence from a patient's analyses and the analyses of their completed documents
+/// (JSON of [`DocumentAnalysis`]), both given oldest first.
+pub fn evidence(analyses: &[Analysis], documents: &[serde_json::Value]) -> Evidence {
     let mut evidence = Evidence::default();
+    for document in documents {
+        match serde_json::from_value::<DocumentAnalysis>(document.clone()) {
+            Ok(found) => apply_to_evidence(&found.values, &mut evidence),
+            Err(error) => tracing::warn!(%error, "stored document analysis does not decode"),
+        }
+    }
     for analysis in analyses {
         let Ok(kind) = analysis.kind.parse::<AnalysisKind>() else {
             tracing::warn!(analysis_id = %analysis.id, "stored analysis has an unknown kind");

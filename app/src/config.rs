@@ -29,6 +29,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Where uploaded documents are kept.
     pub storage: StorageConfig,
+    /// Redis: job stream, cache and shared rate limits. Without it, all three are embedded.
+    pub redis: RedisConfig,
+    /// Background jobs and workers.
+    pub jobs: JobsConfig,
     /// Log output of this process (stderr).
     pub log: LogConfig,
 }
@@ -62,6 +66,14 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before failing the request.
     pub acquire_timeout_secs: u64,
+    /// Milliseconds one store call (all its statements) may take before it fails.
+    pub call_timeout_ms: u64,
+    /// Whether the circuit breaker may open (off only to compare against a broken platform).
+    pub breaker_enabled: bool,
+    /// Consecutive unavailable calls (timeouts, connection errors) that open the breaker.
+    pub breaker_failure_threshold: u32,
+    /// Milliseconds the breaker stays open before one probe call is let through.
+    pub breaker_open_ms: u64,
 }
 
 /// Object storage for uploaded documents.
@@ -100,6 +112,46 @@ fn default_region() -> String {
     "us-east-1".to_owned()
 }
 
+/// Redis, for production. Empty `url`: the embedded defaults (database queue, in-process cache
+/// and rate limits).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0`, or empty for no Redis.
+    pub url: String,
+    /// Prefix of every key this service writes, so that several deployments (or test runs)
+    /// can share a server.
+    pub key_prefix: String,
+    /// Milliseconds a Redis command may take before it counts as failed.
+    pub command_timeout_ms: u64,
+}
+
+/// Background jobs: queue semantics and workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs a worker process runs at once.
+    pub concurrency: usize,
+    /// Attempts before a job is dead (dead-letter).
+    pub max_attempts: i32,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Largest retry delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Seconds a worker holds a job; past it another worker may take the job over, and a
+    /// running job is abandoned as failed.
+    pub lease_secs: u64,
+    /// Redis: milliseconds a delivered message may sit unacknowledged with a consumer before
+    /// another consumer reclaims it (the consumer died).
+    pub reclaim_idle_ms: u64,
+    /// Milliseconds between reconciler passes (expired leases, due retries, lost stream).
+    pub reconcile_interval_ms: u64,
+    /// Milliseconds between polls of the database queue when it is empty.
+    pub poll_interval_ms: u64,
+    /// Seconds in-flight jobs get to finish after SIGTERM before they are released.
+    pub shutdown_grace_secs: u64,
+}
+
 /// Log output of this process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -129,7 +181,35 @@ impl Default for Config {
             storage: StorageConfig::Local {
                 path: PathBuf::new(),
             },
+            redis: RedisConfig::default(),
+            jobs: JobsConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            key_prefix: "fertivision".to_owned(),
+            command_timeout_ms: 1000,
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_attempts: 5,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 60_000,
+            lease_secs: 120,
+            reclaim_idle_ms: 150_000,
+            reconcile_interval_ms: 1000,
+            poll_interval_ms: 250,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -153,6 +233,10 @@ impl Default for DatabaseConfig {
             url: String::new(),
             max_connections: 16,
             acquire_timeout_secs: 5,
+            call_timeout_ms: 5000,
+            breaker_enabled: true,
+            breaker_failure_threshold: 5,
+            breaker_open_ms: 10_000,
         }
     }
 }
@@ -230,6 +314,11 @@ impl Config {
         if self.api.request_timeout_secs == 0 {
             return invalid("api.request_timeout_secs must be positive");
         }
+        if self.database.call_timeout_ms == 0 || self.database.breaker_failure_threshold == 0 {
+            return invalid(
+                "database.call_timeout_ms and database.breaker_failure_threshold must be positive",
+            );
+        }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be positive");
         }
@@ -240,6 +329,24 @@ impl Config {
             || url.starts_with("sqlite:"))
         {
             return invalid("database.url must start with postgres://, postgresql:// or sqlite:");
+        }
+        if self.jobs.concurrency == 0 {
+            return invalid("jobs.concurrency must be positive");
+        }
+        if self.jobs.max_attempts < 1 {
+            return invalid("jobs.max_attempts must be at least 1");
+        }
+        if self.jobs.lease_secs == 0 || self.jobs.reconcile_interval_ms == 0 {
+            return invalid("jobs.lease_secs and jobs.reconcile_interval_ms must be positive");
+        }
+        if self.jobs.backoff_base_ms > self.jobs.backoff_max_ms {
+            return invalid("jobs.backoff_base_ms must not exceed jobs.backoff_max_ms");
+        }
+        if !(self.redis.url.is_empty()
+            || self.redis.url.starts_with("redis://")
+            || self.redis.url.starts_with("rediss://"))
+        {
+            return invalid("redis.url must be empty or start with redis:// or rediss://");
         }
         if let StorageConfig::S3 { bucket, .. } = &self.storage
             && bucket.is_empty()

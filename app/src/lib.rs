@@ -7,12 +7,16 @@
 //! line that chooses what to run.
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod clinic;
 pub mod config;
 pub mod domain;
+pub mod jobs;
 pub mod objects;
+pub mod report;
+pub mod resilience;
 pub mod server;
 pub mod store;

@@ -89,6 +89,19 @@ impl Objects {
         Ok(self.inner.get(&ObjectPath::from(key)).await?.into_stream())
     }
 
+    /// The whole content of `key` (documents are at most a few MB).
+    pub async fn get_bytes(&self, key: &str) -> object_store::Result<Bytes> {
+        self.inner.get(&ObjectPath::from(key)).await?.bytes().await
+    }
+
+    /// Stores `bytes` under `key`, replacing what was there.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+        self.inner
+            .put(&ObjectPath::from(key), bytes.into())
+            .await
+            .map(|_| ())
+    }
+
     /// Removes `key`; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> object_store::Result<()> {
         match self.inner.delete(&ObjectPath::from(key)).await {

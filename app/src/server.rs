@@ -9,7 +9,10 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::auth::{Role, generate_token};
 use crate::config::{Config, LogFormat};
+use crate::jobs::worker::{self, WorkerContext};
+use crate::jobs::{Jobs, Queue, reconciler};
 use crate::objects::Objects;
+use crate::resilience::BreakerConfig;
 use crate::store::{Store, StoreOptions};
 
 /// Sets up the process log on stderr from `log.filter` (`RUST_LOG` wins when set).
@@ -35,9 +38,16 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
     }
+    let database = &config.database;
     let options = StoreOptions {
-        max_connections: config.database.max_connections,
-        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+        max_connections: database.max_connections,
+        acquire_timeout: Duration::from_secs(database.acquire_timeout_secs),
+        call_timeout: Duration::from_millis(database.call_timeout_ms),
+        breaker: BreakerConfig {
+            enabled: database.breaker_enabled,
+            failure_threshold: database.breaker_failure_threshold,
+            open_for: Duration::from_millis(database.breaker_open_ms),
+        },
     };
     let store = Store::connect(&config.database_url(), &options)
         .await
@@ -69,14 +79,113 @@ pub async fn ensure_first_token(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the API until SIGTERM or Ctrl-C, then lets in-flight requests finish.
-pub async fn run_api(config: Arc<Config>, store: Store) -> anyhow::Result<()> {
-    let objects = Objects::from_config(&config).context("cannot open object storage")?;
+/// The queue the configuration names: Redis Streams when `redis.url` is set, else the
+/// database.
+pub async fn open_queue(config: &Config) -> anyhow::Result<Queue> {
+    if config.redis.url.is_empty() {
+        return Ok(Queue::Database);
+    }
+    let timeout = Duration::from_millis(config.redis.command_timeout_ms);
+    Queue::redis(&config.redis.url, &config.redis.key_prefix, timeout)
+        .await
+        .context("invalid redis configuration")
+}
+
+/// What every long-running command opens.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// Object storage.
+    pub objects: Objects,
+    /// The job queue.
+    pub queue: Queue,
+}
+
+impl Runtime {
+    /// Opens object storage and the queue next to an open store.
+    pub async fn open(config: Config, store: Store) -> anyhow::Result<Self> {
+        let objects = Objects::from_config(&config).context("cannot open object storage")?;
+        let queue = open_queue(&config).await?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            objects,
+            queue,
+        })
+    }
+
+    /// The workers' view of this runtime.
+    pub fn worker_context(&self) -> WorkerContext {
+        WorkerContext {
+            store: self.store.clone(),
+            objects: self.objects.clone(),
+            queue: self.queue.clone(),
+            config: Arc::clone(&self.config),
+            worker_id: worker::worker_id(),
+        }
+    }
+
+    /// Runs the worker pool and the reconciler until SIGTERM or Ctrl-C.
+    pub async fn run_workers(&self, concurrency: usize) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reconciler = tokio::spawn(reconciler::run(
+            self.store.clone(),
+            self.queue.clone(),
+            Duration::from_millis(self.config.jobs.reconcile_interval_ms),
+            stopped(stop_rx.clone()),
+        ));
+        let pool = worker::run(self.worker_context(), concurrency, async {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        pool.await;
+        let _ = reconciler.await;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves when the watch turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves the API until SIGTERM or Ctrl-C, then lets in-flight requests finish. With
+/// `workers`, the worker pool and the reconciler run in the same process (`up`).
+pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result<()> {
+    let Runtime {
+        config,
+        store,
+        objects,
+        queue,
+    } = runtime.clone();
     let state = AppState {
         store: store.clone(),
         objects,
         config: Arc::clone(&config),
+        jobs: Jobs::new(store.clone(), queue.clone()),
     };
+    let background = workers.map(|concurrency| {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let reconciler = tokio::spawn(reconciler::run(
+                runtime.store.clone(),
+                runtime.queue.clone(),
+                Duration::from_millis(runtime.config.jobs.reconcile_interval_ms),
+                stopped(stop_rx),
+            ));
+            worker::run(runtime.worker_context(), concurrency, async {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            })
+            .await;
+            let _ = reconciler.await;
+        })
+    });
     let app = api::router(state);
     let listener = TcpListener::bind(config.api.listen)
         .await
@@ -108,6 +217,9 @@ pub async fn run_api(config: Arc<Config>, store: Store) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    if let Some(background) = background {
+        let _ = background.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     outcome

@@ -172,8 +172,8 @@ store_test!(
 
 store_test!(documents_and_summary, |store: Store| async move {
     let p = store.create_patient(patient("MR-DOCS0001")).await.unwrap();
-    let first = store.insert_document(document(p.id)).await.unwrap();
-    let second = store.insert_document(document(p.id)).await.unwrap();
+    let first = store.insert_document(document(p.id), None).await.unwrap().0;
+    let second = store.insert_document(document(p.id), None).await.unwrap().0;
     assert_eq!(first.analysis_status, "pending");
     assert_eq!(store.get_document(first.id).await.unwrap(), first);
     let page = store.list_documents(p.id, 1, None).await.unwrap();
@@ -193,7 +193,7 @@ store_test!(documents_and_summary, |store: Store| async move {
     assert_eq!(s.last_document_at, Some(second.created_at));
 
     assert!(matches!(
-        store.insert_document(document(Uuid::now_v7())).await,
+        store.insert_document(document(Uuid::now_v7()), None).await,
         Err(StoreError::NotFound)
     ));
 });
@@ -203,7 +203,7 @@ store_test!(
     |store: Store| async move {
         let p = store.create_patient(patient("MR-DELETE01")).await.unwrap();
         let keep = store.create_patient(patient("MR-KEEP0001")).await.unwrap();
-        let doc = store.insert_document(document(p.id)).await.unwrap();
+        let doc = store.insert_document(document(p.id), None).await.unwrap().0;
         add_semen(&store, p.id, 20.0).await.unwrap();
         let keys = store.delete_patient(p.id).await.unwrap();
         assert_eq!(keys, vec![doc.object_key]);
@@ -252,7 +252,10 @@ store_test!(
                     if i % 2 == 0 {
                         add_semen(&store, p.id, 20.0).await.map(|_| ())
                     } else {
-                        store.insert_document(document(p.id)).await.map(|_| ())
+                        store
+                            .insert_document(document(p.id), None)
+                            .await
+                            .map(|_| ())
                     }
                 })
             })

@@ -7,6 +7,7 @@ use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,7 +15,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, PageParams, missing};
+use crate::analysis::{DocumentAnalysis, LabValue};
 use crate::auth::{Action, Caller};
+use crate::domain::Domain;
+use crate::jobs::analyze_document_job;
 use crate::objects::Upload;
 use crate::store::{Document, NewDocument};
 
@@ -59,6 +63,36 @@ struct UploadForm {
     document_type: String,
 }
 
+/// A document with what its analysis found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    /// The stored document.
+    #[serde(flatten)]
+    pub document: Document,
+    /// Lab values found, in canonical units, each with a confidence.
+    pub values: Vec<LabValue>,
+    /// Key findings, in plain clinical sentences.
+    pub key_findings: Vec<String>,
+    /// The fertility domains the values bear on.
+    pub domains: Vec<Domain>,
+}
+
+impl From<Document> for DocumentView {
+    fn from(document: Document) -> Self {
+        let found: DocumentAnalysis = document
+            .analysis
+            .as_ref()
+            .and_then(|a| serde_json::from_value(a.0.clone()).ok())
+            .unwrap_or_default();
+        DocumentView {
+            document,
+            values: found.values,
+            key_findings: found.key_findings,
+            domains: found.domains,
+        }
+    }
+}
+
 /// A file received and stored under its key.
 struct ReceivedFile {
     filename: String,
@@ -70,13 +104,13 @@ struct ReceivedFile {
 /// Upload a document; its analysis starts in the background (status `pending`).
 #[utoipa::path(post, path = "/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id")),
     request_body(content = UploadForm, content_type = "multipart/form-data"), tag = "documents",
-    responses((status = 202, body = Document), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = DocumentView), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(patient_id): ApiPath<Uuid>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<Document>), ApiError> {
+) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
     caller.require(Action::UploadDocuments)?;
     let mut multipart = multipart.map_err(|_| {
         ApiError::new(
@@ -109,16 +143,19 @@ async fn upload_document(
             };
             state
                 .store
-                .insert_document(new)
+                .insert_document(new, Some(analyze_document_job(id, &state.config.jobs)))
                 .await
                 .map_err(missing("patient"))
         }
         Err(e) => Err(e),
     };
     match stored {
-        Ok(document) => {
+        Ok((document, job)) => {
+            if let Some(job) = job {
+                state.jobs.hand_over(job.id).await;
+            }
             tracing::info!(patient_id = %patient_id, document_id = %document.id, size_bytes = document.size_bytes, content_type = %document.content_type, "document stored");
-            Ok((StatusCode::ACCEPTED, Json(document)))
+            Ok((StatusCode::ACCEPTED, Json(document.into())))
         }
         Err(error) => {
             // Nothing half-written: an object stored for a request that then failed goes.
@@ -354,13 +391,13 @@ fn storage_error(err: object_store::Error) -> ApiError {
 
 /// A patient's documents in upload order.
 #[utoipa::path(get, path = "/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id"), PageParams), tag = "documents",
-    responses((status = 200, body = Page<Document>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<DocumentView>), (status = 404, body = ErrorBody)))]
 async fn list_documents(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(patient_id): ApiPath<Uuid>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<Page<Document>>, ApiError> {
+) -> Result<Json<Page<DocumentView>>, ApiError> {
     caller.require(Action::Read)?;
     let limit = page.limit()?;
     state
@@ -372,25 +409,28 @@ async fn list_documents(
         .store
         .list_documents(patient_id, limit, page.cursor)
         .await?;
-    Ok(Json(Page::new(items, limit, |d| d.id)))
+    let page = Page::new(items, limit, |d| d.id);
+    Ok(Json(Page {
+        items: page.items.into_iter().map(DocumentView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
-/// One document's metadata and analysis status.
+/// One document's metadata, analysis status and what the analysis found.
 #[utoipa::path(get, path = "/documents/{id}", params(("id" = Uuid, Path, description = "document id")), tag = "documents",
-    responses((status = 200, body = Document), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DocumentView), (status = 404, body = ErrorBody)))]
 async fn get_document(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Document>, ApiError> {
+) -> Result<Json<DocumentView>, ApiError> {
     caller.require(Action::Read)?;
-    Ok(Json(
-        state
-            .store
-            .get_document(id)
-            .await
-            .map_err(missing("document"))?,
-    ))
+    let document = state
+        .store
+        .get_document(id)
+        .await
+        .map_err(missing("document"))?;
+    Ok(Json(document.into()))
 }
 
 /// The document's bytes, as uploaded.

@@ -24,6 +24,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, when there is one (a JSON path like `findings[1]`).
     pub field: Option<String>,
+    /// Seconds for `Retry-After` on 429 and 503 answers.
+    pub retry_after_secs: u64,
 }
 
 /// The JSON body of every error.
@@ -53,6 +55,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after_secs: 5,
         }
     }
 
@@ -127,10 +130,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
+                axum::http::HeaderValue::from(self.retry_after_secs),
             );
         }
         response
@@ -142,9 +148,16 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(rule) => ApiError::new(StatusCode::CONFLICT, "conflict", rule),
-            StoreError::Database(
-                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
-            ) => ApiError::unavailable("database", e),
+            StoreError::CircuitOpen(retry_after) => {
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; retry later",
+                );
+                error.retry_after_secs = retry_after.as_secs().max(1);
+                error
+            }
+            other if other.is_unavailable() => ApiError::unavailable("database", other),
             other => ApiError::internal(other),
         }
     }

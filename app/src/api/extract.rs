@@ -63,8 +63,16 @@ where
     }
 }
 
-/// Decodes JSON bytes into `T`, naming the failing field.
+/// Decodes JSON bytes into `T`, naming the failing field. Every body of this API is a JSON
+/// object: a top-level array is refused (serde would otherwise bind its items to a struct's
+/// fields by position).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        return Err(not_an_object("an array"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -84,28 +92,42 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// Decodes an already parsed JSON value into `T`, naming the failing field.
+/// Decodes an already parsed JSON value into `T`, naming the failing field. A top-level array
+/// is refused, as by [`decode_json`].
 pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if value.is_array() {
+        return Err(not_an_object("an array"));
+    }
     serde_path_to_error::deserialize(value)
         .map_err(|err| data_error(err.path().to_string(), &err.inner().to_string()))
 }
 
-/// A body that is JSON but not of the expected shape. serde reports missing and unknown fields
-/// at the parent's path with the name in backticks; put the name into the field.
+/// 422 for a body that is JSON but not an object.
+fn not_an_object(got: &str) -> ApiError {
+    ApiError::invalid_field("", format!("the body must be a JSON object, got {got}"))
+}
+
+/// A body that is JSON but not of the expected shape. serde reports a missing field at the
+/// parent's path with the name in backticks: put the name into the field. An unknown field's
+/// path already ends with its name.
 fn data_error(path: String, message: &str) -> ApiError {
     let message = message
         .split(" at line ")
         .next()
         .unwrap_or(message)
         .to_owned();
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
-        .and_then(|rest| rest.split('`').next());
-    let field = match named {
-        Some(name) if path == "." || path.is_empty() => name.to_owned(),
-        Some(name) => format!("{path}.{name}"),
-        None => path,
+    let name_of = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let at_root = path == "." || path.is_empty();
+    let field = match (name_of("missing field `"), name_of("unknown field `")) {
+        (Some(name), _) if at_root => name,
+        (Some(name), _) => format!("{path}.{name}"),
+        (None, Some(name)) if at_root => name,
+        _ => path,
     };
     ApiError::invalid_field(field, message)
 }
@@ -124,7 +146,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: [(&str, StatusCode, Option<&str>); 6] = [
+        let cases: [(&str, StatusCode, Option<&str>); 9] = [
             (r#"{"a": 1"#, StatusCode::BAD_REQUEST, None),
             (r#"{"a": 1} x"#, StatusCode::BAD_REQUEST, None),
             (r#"{"a": "x"}"#, StatusCode::UNPROCESSABLE_ENTITY, Some("a")),
@@ -134,6 +156,9 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some("c"),
             ),
+            (r#" [1, null]"#, StatusCode::UNPROCESSABLE_ENTITY, None),
+            (r#"[1, "#, StatusCode::BAD_REQUEST, None),
+            (r#"[1] x"#, StatusCode::BAD_REQUEST, None),
             (
                 r#"{"a": 1, "b": [1, -1]}"#,
                 StatusCode::UNPROCESSABLE_ENTITY,

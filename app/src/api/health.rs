@@ -31,7 +31,8 @@ pub struct Health {
 /// Readiness and the state of each dependency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `unavailable`.
+    /// `ready`, `degraded` (Redis is down: cache bypassed, local rate limits, jobs wait in
+    /// the database) or `unavailable`.
     pub status: &'static str,
     /// `sqlite` or `postgresql`.
     pub database_backend: &'static str,
@@ -39,6 +40,10 @@ pub struct Readiness {
     pub database: String,
     /// `ok` or what failed.
     pub storage: String,
+    /// `ok`, `error`, or `embedded` when the queue is the database (no Redis).
+    pub queue: String,
+    /// Circuit breaker state per dependency: `closed`, `open` or `half_open`.
+    pub breakers: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
 /// The process is alive.
@@ -51,20 +56,33 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (database, storage) = tokio::join!(check(state.store.ping()), check(state.objects.ping()));
-    let ready = database == "ok" && storage == "ok";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let queue = state.jobs.queue();
+    let (database, storage, queue_check) = tokio::join!(
+        check(state.store.ping()),
+        check(state.objects.ping()),
+        check(queue.ping())
+    );
+    let queue_state = match queue {
+        crate::jobs::Queue::Database => "embedded".to_owned(),
+        crate::jobs::Queue::Redis(_) => queue_check,
     };
+    let ready = database == "ok" && storage == "ok";
+    let (status, word) = match (ready, queue_state.as_str()) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, "ok" | "embedded") => (StatusCode::OK, "ready"),
+        (true, _) => (StatusCode::OK, "degraded"),
+    };
+    let breaker = state.store.breaker();
+    let breakers = [(breaker.name(), breaker.state().as_str())].into();
     (
         status,
         Json(Readiness {
-            status: if ready { "ready" } else { "unavailable" },
+            status: word,
             database_backend: state.store.backend_name(),
             database,
             storage,
+            queue: queue_state,
+            breakers,
         }),
     )
 }

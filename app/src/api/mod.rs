@@ -11,6 +11,7 @@ mod health;
 mod middleware;
 mod patients;
 mod scores;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail, missing};
 pub use extract::{ApiJson, ApiPath, ApiQuery, decode_json, decode_value};
 
 use crate::config::Config;
+use crate::jobs::Jobs;
 use crate::objects::Objects;
 use crate::store::{MAX_PAGE, Store};
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub objects: Objects,
     /// Settings.
     pub config: Arc<Config>,
+    /// Submits background jobs.
+    pub jobs: Jobs,
 }
 
 /// A page of a list; pass `next_cursor` as `cursor` to get the next one.
@@ -123,7 +127,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(patients::routes())
         .merge(analyses::routes())
         .merge(documents::routes())
-        .merge(scores::routes());
+        .merge(scores::routes())
+        .merge(tasks::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1)
         .merge(health::routes())

@@ -45,7 +45,8 @@ async fn get_fertility_score(
         .await
         .map_err(missing("patient"))?;
     let analyses = state.store.list_analyses(patient_id).await?;
-    let score = fertility_score(&clinic::evidence(&analyses));
+    let documents = state.store.completed_document_analyses(patient_id).await?;
+    let score = fertility_score(&clinic::evidence(&analyses, &documents));
     Ok(Json(PatientScore { patient_id, score }))
 }
 

@@ -7,8 +7,8 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult, on_backend, summaries::SQLITE_UPSERT_SUMMARY};
-use crate::clinic;
+use super::jobs::recompute_score;
+use super::{Store, StoreError, StoreResult, on_backend};
 use crate::domain::AnalysisKind;
 
 /// A stored lab analysis: the measurements as given and the classification computed from them.
@@ -66,33 +66,10 @@ impl Store {
             .await
             .map_err(|e| StoreError::classify(e, "duplicate analysis id"))?;
 
-            let all: Vec<Analysis> =
-                sqlx::query_as("SELECT * FROM analyses WHERE patient_id = $1 ORDER BY id")
-                    .bind(new.patient_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let score = crate::domain::fertility_score(&clinic::evidence(&all));
-            sqlx::query(
-                "INSERT INTO fertility_scores (patient_id, score, band, computed_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (patient_id) DO UPDATE
-                 SET score = excluded.score, band = excluded.band, computed_at = excluded.computed_at",
-            )
-            .bind(new.patient_id)
-            .bind(score.score)
-            .bind(score.band.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if !pg {
-                sqlx::query(SQLITE_UPSERT_SUMMARY)
-                    .bind(new.patient_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            recompute_score!(tx, new.patient_id, now, pg);
             tx.commit().await?;
-            analysis
-        });
+            Ok(analysis)
+        })?;
         self.after_summary_input_changed().await?;
         Ok(analysis)
     }

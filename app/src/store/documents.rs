@@ -5,6 +5,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::jobs::{Job, NewJob};
 use super::{Store, StoreError, StoreResult, on_backend, summaries::SQLITE_UPSERT_SUMMARY};
 
 /// A stored document.
@@ -28,8 +32,19 @@ pub struct Document {
     /// Where the bytes are in object storage.
     #[serde(skip)]
     pub object_key: String,
-    /// `pending`, `running`, `completed` or `failed`.
+    /// `pending`, `running`, `completed`, `needs_review` (images: no automatic findings) or
+    /// `failed` (see `analysis_error`).
     pub analysis_status: String,
+    /// Values, key findings and domains found by the analysis (JSON of
+    /// `analysis::DocumentAnalysis`).
+    #[serde(skip)]
+    pub analysis: Option<Json<Value>>,
+    /// Why the analysis failed or needs review.
+    pub analysis_error: Option<String>,
+    /// When the analysis finished.
+    pub analyzed_at: Option<DateTime<Utc>>,
+    /// The analysis job (a task id).
+    pub job_id: Option<Uuid>,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
 }
@@ -56,14 +71,38 @@ pub struct NewDocument {
 }
 
 impl Store {
-    /// Records an uploaded document (analysis status `pending`).
-    pub async fn insert_document(&self, new: NewDocument) -> StoreResult<Document> {
-        let document = on_backend!(self, |pool, pg| {
+    /// Records an uploaded document (analysis status `pending`) and, in the same transaction,
+    /// the job that will analyse it.
+    pub async fn insert_document(
+        &self,
+        new: NewDocument,
+        analysis_job: Option<NewJob>,
+    ) -> StoreResult<(Document, Option<Job>)> {
+        let now = Utc::now();
+        let inserted = on_backend!(self, |pool, pg| {
             let mut tx = pool.begin().await?;
+            let job: Option<Job> = match &analysis_job {
+                Some(job) => Some(
+                    sqlx::query_as(
+                        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts,
+                                           run_after, created_at, updated_at)
+                         VALUES ($1, $2, $3, 'pending', 0, $4, $5, $5, $5) RETURNING *",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(job.kind)
+                    .bind(Json(&job.payload))
+                    .bind(job.max_attempts)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                ),
+                None => None,
+            };
             let document: Document = sqlx::query_as(
                 "INSERT INTO documents (id, patient_id, document_type, filename, content_type,
-                                        size_bytes, sha256, object_key, analysis_status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) RETURNING *",
+                                        size_bytes, sha256, object_key, analysis_status,
+                                        created_at, job_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10) RETURNING *",
             )
             .bind(new.id)
             .bind(new.patient_id)
@@ -73,7 +112,8 @@ impl Store {
             .bind(new.size_bytes)
             .bind(&new.sha256)
             .bind(&new.object_key)
-            .bind(Utc::now())
+            .bind(now)
+            .bind(job.as_ref().map(|j| j.id))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::classify(e, "duplicate document id"))?;
@@ -84,10 +124,10 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            document
-        });
+            Ok((document, job))
+        })?;
         self.after_summary_input_changed().await?;
-        Ok(document)
+        Ok(inserted)
     }
 
     /// One document by id.
@@ -98,6 +138,32 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
                 .ok_or(StoreError::NotFound)
+        })
+    }
+
+    /// All of a patient's documents, in upload order (for the report).
+    pub async fn list_all_documents(&self, patient_id: Uuid) -> StoreResult<Vec<Document>> {
+        on_backend!(self, |pool, _pg| {
+            Ok(
+                sqlx::query_as("SELECT * FROM documents WHERE patient_id = $1 ORDER BY id")
+                    .bind(patient_id)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
+    }
+
+    /// The analyses of a patient's completed documents, oldest first (for the score).
+    pub async fn completed_document_analyses(&self, patient_id: Uuid) -> StoreResult<Vec<Value>> {
+        on_backend!(self, |pool, _pg| {
+            let rows: Vec<Option<Json<Value>>> = sqlx::query_scalar(
+                "SELECT analysis FROM documents
+                 WHERE patient_id = $1 AND analysis_status = 'completed' ORDER BY id",
+            )
+            .bind(patient_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().flatten().map(|j| j.0).collect())
         })
     }
 

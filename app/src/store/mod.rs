@@ -12,8 +12,9 @@
 
 mod analyses;
 mod documents;
+mod jobs;
 mod patients;
-mod summaries;
+pub(crate) mod summaries;
 mod tokens;
 
 use std::str::FromStr;
@@ -25,29 +26,39 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::sync::Mutex;
 
+use crate::resilience::{Breaker, BreakerConfig, Guarded};
+
 pub use analyses::{Analysis, NewAnalysis};
 pub use documents::{Document, NewDocument};
+pub use jobs::{DocumentAnalysisEffect, Job, NewJob};
 pub use patients::{NewPatient, Patient, PatientPatch};
 pub use summaries::PatientSummary;
 pub use tokens::TokenRecord;
 
 /// Runs `$body` with `$pool` bound to the backend's pool and `$pg` telling which one it is.
 /// The body is compiled once per backend.
+/// The body must evaluate to a `StoreResult`; it runs under the database's circuit breaker
+/// and timeout (see [`Store::guarded`]).
 macro_rules! on_backend {
-    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite($pool) => {
-                #[allow(unused_variables)]
-                let $pg = false;
-                $body
-            }
-            $crate::store::Backend::Postgres($pool) => {
-                #[allow(unused_variables)]
-                let $pg = true;
-                $body
-            }
-        }
-    };
+    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {{
+        let store: &$crate::store::Store = &$store;
+        store
+            .guarded(async {
+                match &store.backend {
+                    $crate::store::Backend::Sqlite($pool) => {
+                        #[allow(unused_variables)]
+                        let $pg = false;
+                        $body
+                    }
+                    $crate::store::Backend::Postgres($pool) => {
+                        #[allow(unused_variables)]
+                        let $pg = true;
+                        $body
+                    }
+                }
+            })
+            .await
+    }};
 }
 pub(crate) use on_backend;
 
@@ -66,12 +77,33 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value could not be read back (a bug or a hand-edited database).
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
+    /// The database did not answer within the timeout.
+    #[error("database timed out after {0:?}")]
+    Timeout(Duration),
+    /// The database's circuit breaker is open: calls fail fast until it may be probed again.
+    #[error("database circuit open; retry in {0:?}")]
+    CircuitOpen(Duration),
 }
 
 impl StoreError {
+    /// Whether the error means the database was unavailable (as opposed to answering with
+    /// an error): these trip the breaker and become 503 with Retry-After.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) | StoreError::CircuitOpen(_) => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps the constraint violations every write can hit.
     fn classify(err: sqlx::Error, unique: &'static str) -> Self {
         if let Some(db) = err.as_database_error() {
@@ -105,6 +137,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a caller waits for a pooled connection.
     pub acquire_timeout: Duration,
+    /// How long one store call (all its statements) may take.
+    pub call_timeout: Duration,
+    /// The database's circuit breaker.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for StoreOptions {
@@ -112,6 +148,12 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
+            breaker: BreakerConfig {
+                enabled: true,
+                failure_threshold: 5,
+                open_for: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -121,6 +163,8 @@ impl Default for StoreOptions {
 pub struct Store {
     backend: Backend,
     summary_refresh: Arc<SummaryRefresh>,
+    breaker: Arc<Breaker>,
+    call_timeout: Duration,
 }
 
 impl Store {
@@ -137,7 +181,7 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Ok(Self::from_backend(Backend::Sqlite(pool)))
+            Ok(Self::from_backend(Backend::Sqlite(pool), options))
         } else {
             let connect = PgConnectOptions::from_str(url)?;
             Ok(Self::from_pg_options(connect, options).await?)
@@ -154,14 +198,37 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self::from_backend(Backend::Postgres(pool)))
+        Ok(Self::from_backend(Backend::Postgres(pool), options))
     }
 
     /// Wraps an open pool.
-    pub fn from_backend(backend: Backend) -> Self {
+    pub fn from_backend(backend: Backend, options: &StoreOptions) -> Self {
         Self {
             backend,
             summary_refresh: Arc::new(SummaryRefresh::default()),
+            breaker: Arc::new(Breaker::new("database", options.breaker)),
+            call_timeout: options.call_timeout,
+        }
+    }
+
+    /// The database's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Runs one store call under the breaker and the call timeout.
+    async fn guarded<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        match self
+            .breaker
+            .call(self.call_timeout, call, |e: &StoreError| {
+                !e.is_unavailable()
+            })
+            .await
+        {
+            Ok(value) => Ok(value),
+            Err(Guarded::Failed(e)) => Err(e),
+            Err(Guarded::TimedOut(after)) => Err(StoreError::Timeout(after)),
+            Err(Guarded::Open(open)) => Err(StoreError::CircuitOpen(open.retry_after)),
         }
     }
 
@@ -186,13 +253,16 @@ impl Store {
     pub async fn ping(&self) -> StoreResult<()> {
         on_backend!(self, |pool, _pg| {
             sqlx::query("SELECT 1").execute(pool).await?;
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        on_backend!(self, |pool, _pg| pool.close().await)
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Called after a committed write that changed an input of the patient summary.

@@ -96,8 +96,8 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            patient
-        });
+            Ok(patient)
+        })?;
         self.after_summary_input_changed().await?;
         Ok(patient)
     }
@@ -196,8 +196,8 @@ impl Store {
                 return Err(StoreError::NotFound);
             }
             tx.commit().await?;
-            keys
-        });
+            Ok(keys)
+        })?;
         self.after_summary_input_changed().await?;
         Ok(keys)
     }

@@ -36,7 +36,8 @@ impl Store {
             .execute(pool)
             .await
             .map_err(|e| StoreError::classify(e, "token already exists"))?;
-        });
+            Ok(())
+        })?;
         Ok(id)
     }
 

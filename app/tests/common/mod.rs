@@ -15,6 +15,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use fertivision::api::{self, AppState};
 use fertivision::auth::Role;
 use fertivision::config::{Config, StorageConfig};
+use fertivision::jobs::worker::WorkerContext;
+use fertivision::jobs::{Jobs, Queue};
 use fertivision::objects::Objects;
 use fertivision::server::create_token;
 use fertivision::store::{Store, StoreOptions};
@@ -111,6 +113,11 @@ impl TestStore {
 }
 
 impl TestStore {
+    /// The PostgreSQL schema of this store, if it is one.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     /// Closes the pool and drops the PostgreSQL schema. A test that panics skips this; its
     /// schema is swept by a later run once it is an hour old.
     pub async fn cleanup(self) {
@@ -183,6 +190,8 @@ pub struct TestApp {
     pub router: Router,
     pub store: TestStore,
     pub config: Arc<Config>,
+    pub objects: Objects,
+    pub queue: Queue,
     pub clinician: String,
     pub lab: String,
     pub admin: String,
@@ -219,19 +228,61 @@ impl TestApp {
         let clinician = create_token(s, Role::Clinician, "test").await.unwrap();
         let lab = create_token(s, Role::Lab, "test").await.unwrap();
         let admin = create_token(s, Role::Admin, "test").await.unwrap();
+        let queue = Queue::Database;
         let router = api::router(AppState {
             store: s.clone(),
-            objects,
+            objects: objects.clone(),
             config: Arc::clone(&config),
+            jobs: Jobs::new(s.clone(), queue.clone()),
         });
         Some(Self {
             router,
             store,
             config,
+            objects,
+            queue,
             clinician,
             lab,
             admin,
         })
+    }
+
+    /// A worker over this application's store, objects and queue.
+    pub fn worker_context(&self) -> WorkerContext {
+        WorkerContext {
+            store: self.store.store.clone(),
+            objects: self.objects.clone(),
+            queue: self.queue.clone(),
+            config: Arc::clone(&self.config),
+            worker_id: format!("test-worker-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Runs a worker pool until every job is completed or dead, or `limit` passes.
+    pub async fn drain_jobs(&self, limit: std::time::Duration) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stop_rx2 = stop_rx.clone();
+        let worker = tokio::spawn(fertivision::jobs::worker::run(
+            self.worker_context(),
+            2,
+            async move {
+                let _ = stop_rx2.wait_for(|s| *s).await;
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let counts = self.store.store.count_jobs_by_status().await.unwrap();
+            let open = counts
+                .iter()
+                .any(|(s, n)| *n > 0 && s != "completed" && s != "dead");
+            if !open || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = stop_tx.send(true);
+        drop(stop_rx);
+        worker.await.unwrap();
     }
 
     /// The directory holding uploaded objects.

@@ -1,0 +1,180 @@
+//! The database circuit breaker against a real PostgreSQL made unreachable by a loopback
+//! proxy: requests fail fast (503 within 100 ms) while the breaker is open, and it closes
+//! after a successful half-open probe once the database is back.
+
+mod common;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, TestApp, TestStore};
+use fertivision::api::{self, AppState};
+use fertivision::jobs::{Jobs, Queue};
+use fertivision::resilience::BreakerConfig;
+use fertivision::store::{Store, StoreOptions};
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// A TCP proxy to PostgreSQL. Down: every proxied connection is cut, and new connections are
+/// accepted and never answered (like a host that vanished).
+struct Proxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: (String, u16)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (down2, links2) = (Arc::clone(&down), Arc::clone(&links));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let down = Arc::clone(&down2);
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if down.load(Ordering::SeqCst) {
+                        // Hold the socket open, say nothing.
+                        while down.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        return;
+                    }
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                links2.lock().await.push(link);
+            }
+        });
+        Self { port, down, links }
+    }
+
+    async fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            for link in self.links.lock().await.drain(..) {
+                link.abort();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn breaker_fails_fast_while_postgres_is_unreachable_and_closes_after_a_probe() {
+    // Migrated schema and tokens, through a direct connection.
+    let Some(app) = TestApp::new(Backend::Postgres).await else {
+        return;
+    };
+    let schema = app.store.schema().unwrap().to_owned();
+    let direct = PgConnectOptions::from_str(&common::database_url()).unwrap();
+    let proxy = Proxy::start((direct.get_host().to_owned(), direct.get_port())).await;
+
+    let through_proxy = direct
+        .clone()
+        .port(proxy.port)
+        .options([("search_path", schema.as_str())]);
+    let options = StoreOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_millis(300),
+        call_timeout: Duration::from_millis(300),
+        breaker: BreakerConfig {
+            enabled: true,
+            failure_threshold: 3,
+            open_for: Duration::from_secs(1),
+        },
+    };
+    let store = Store::from_pg_options(through_proxy, &options)
+        .await
+        .unwrap();
+    let router = api::router(AppState {
+        store: store.clone(),
+        objects: app.objects.clone(),
+        config: Arc::clone(&app.config),
+        jobs: Jobs::new(store.clone(), Queue::Database),
+    });
+    let app = TestApp { router, ..app };
+    let patient = app
+        .create_patient(
+            json!({"name": "Breaker Patient", "date_of_birth": "1990-01-01", "sex": "female"}),
+        )
+        .await;
+    let path = format!("/api/v1/patients/{patient}");
+
+    proxy.set_down(true).await;
+    // Until the breaker opens, requests wait for their timeout, then fail with 503.
+    let mut opened_after = None;
+    for i in 0..10 {
+        let answer = app
+            .call(Method::GET, &path, Some(&app.clinician), None)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.json
+        );
+        if store.breaker().state() == fertivision::resilience::BreakerState::Open {
+            opened_after = Some(i + 1);
+            break;
+        }
+    }
+    let opened_after = opened_after.expect("the breaker opened");
+    assert!(
+        opened_after <= 4,
+        "opened after {opened_after} failures (threshold 3)"
+    );
+
+    // While open: fail fast, with Retry-After, every time.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let answer = app
+            .call(Method::GET, &path, Some(&app.clinician), None)
+            .await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.json["error"]["code"], "unavailable");
+        assert!(answer.headers.contains_key("retry-after"));
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest refusal took {slowest:?}"
+    );
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json["breakers"]["database"], "open", "{}", ready.json);
+
+    // Back: after the open period one probe goes through, succeeds, and the breaker closes.
+    proxy.set_down(false).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let probe = app
+        .call(Method::GET, &path, Some(&app.clinician), None)
+        .await;
+    assert_eq!(probe.status, StatusCode::OK, "{}", probe.json);
+    assert_eq!(
+        store.breaker().state(),
+        fertivision::resilience::BreakerState::Closed
+    );
+    let transitions = store.breaker().transitions();
+    assert_eq!(transitions, 3, "closed -> open -> half_open -> closed");
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.json["breakers"]["database"], "closed");
+    store.close().await;
+    let TestApp {
+        store: test_store, ..
+    } = app;
+    TestStore::cleanup(test_store).await;
+}
