@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::{ApiError, AppState};
+use crate::limits::Limit;
 
 /// What a token may do.
 #[derive(
@@ -153,6 +154,7 @@ impl FromRequestParts<AppState> for Caller {
             .role
             .parse()
             .map_err(|_| ApiError::internal("stored token has an unknown role"))?;
+        state.limits.check(record.id, Limit::Overall).await?;
         Ok(Caller {
             token_id: record.id,
             role,

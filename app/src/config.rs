@@ -33,6 +33,10 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Background jobs and workers.
     pub jobs: JobsConfig,
+    /// Read-through cache of patients, scores and summary pages.
+    pub cache: CacheConfig,
+    /// Per-token rate limits (DOMAIN.md).
+    pub limits: LimitsConfig,
     /// Log output of this process (stderr).
     pub log: LogConfig,
 }
@@ -152,6 +156,43 @@ pub struct JobsConfig {
     pub shutdown_grace_secs: u64,
 }
 
+/// The read-through cache: in-process by default, Redis when `redis.url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether reads are cached at all.
+    pub enabled: bool,
+    /// Seconds an entry lives (writes invalidate it sooner).
+    pub ttl_secs: u64,
+    /// Largest number of in-process entries.
+    pub capacity: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_secs: 60,
+            capacity: 10_000,
+        }
+    }
+}
+
+/// Rate limits per token: patient creation 10/min, document upload 5/min, report generation
+/// 3/min, 1000 requests/hour (the clinic's limits; shared through Redis when configured).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Whether the limits apply.
+    pub enabled: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// Log output of this process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -183,6 +224,8 @@ impl Default for Config {
             },
             redis: RedisConfig::default(),
             jobs: JobsConfig::default(),
+            cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }

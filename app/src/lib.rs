@@ -10,12 +10,15 @@
 pub mod analysis;
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod clinic;
 pub mod config;
 pub mod domain;
 pub mod jobs;
+pub mod limits;
 pub mod objects;
+pub mod redis;
 pub mod report;
 pub mod resilience;
 pub mod server;

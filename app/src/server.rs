@@ -8,10 +8,13 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::auth::{Role, generate_token};
+use crate::cache::Cache;
 use crate::config::{Config, LogFormat};
 use crate::jobs::worker::{self, WorkerContext};
 use crate::jobs::{Jobs, Queue, reconciler};
+use crate::limits::RateLimits;
 use crate::objects::Objects;
+use crate::redis::Redis;
 use crate::resilience::BreakerConfig;
 use crate::store::{Store, StoreOptions};
 
@@ -102,6 +105,10 @@ pub struct Runtime {
     pub objects: Objects,
     /// The job queue.
     pub queue: Queue,
+    /// The read-through cache.
+    pub cache: Cache,
+    /// Per-token rate limits.
+    pub limits: Arc<RateLimits>,
 }
 
 impl Runtime {
@@ -109,11 +116,30 @@ impl Runtime {
     pub async fn open(config: Config, store: Store) -> anyhow::Result<Self> {
         let objects = Objects::from_config(&config).context("cannot open object storage")?;
         let queue = open_queue(&config).await?;
+        let redis = if config.redis.url.is_empty() {
+            None
+        } else {
+            let timeout = Duration::from_millis(config.redis.command_timeout_ms);
+            Some(
+                Redis::connect(&config.redis.url, &config.redis.key_prefix, timeout)
+                    .await
+                    .context("invalid redis configuration")?,
+            )
+        };
+        let ttl = Duration::from_secs(config.cache.ttl_secs);
+        let cache = match (&redis, config.cache.enabled) {
+            (_, false) => Cache::off(),
+            (Some(redis), true) => Cache::redis(redis.clone(), ttl),
+            (None, true) => Cache::local(config.cache.capacity, ttl),
+        };
+        let limits = Arc::new(RateLimits::new(config.limits.enabled, redis));
         Ok(Self {
             config: Arc::new(config),
             store,
             objects,
             queue,
+            cache,
+            limits,
         })
     }
 
@@ -125,6 +151,7 @@ impl Runtime {
             queue: self.queue.clone(),
             config: Arc::clone(&self.config),
             worker_id: worker::worker_id(),
+            cache: self.cache.clone(),
         }
     }
 
@@ -161,12 +188,16 @@ pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result
         store,
         objects,
         queue,
+        cache,
+        limits,
     } = runtime.clone();
     let state = AppState {
         store: store.clone(),
         objects,
         config: Arc::clone(&config),
         jobs: Jobs::new(store.clone(), queue.clone()),
+        cache,
+        limits,
     };
     let background = workers.map(|concurrency| {
         let runtime = runtime.clone();

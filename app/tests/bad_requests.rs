@@ -36,6 +36,9 @@ enum Payload {
     Raw(Option<String>, Vec<u8>),
 }
 
+/// A part of a hand-built multipart form: name, filename and content type for a file, bytes.
+type Part<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a [u8]);
+
 /// One bad request and the answer it must get.
 #[derive(Debug, Clone)]
 struct Case {
@@ -90,9 +93,9 @@ impl Case {
         self
     }
 
-    /// A multipart upload of the given parts in this order: (name, filename and content type
-    /// for a file, bytes). `closed: false` leaves out the closing boundary.
-    fn parts(mut self, parts: &[(&str, Option<(&str, &str)>, &[u8])], closed: bool) -> Self {
+    /// A multipart upload of the given parts in this order. `closed: false` leaves out the
+    /// closing boundary.
+    fn parts(mut self, parts: &[Part<'_>], closed: bool) -> Self {
         let boundary = "bad-requests-boundary-51c3";
         let mut body = Vec::new();
         for (name, file, bytes) in parts {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestApp, TestStore};
-use fertivision::api::{self, AppState};
-use fertivision::jobs::{Jobs, Queue};
+use fertivision::api;
+use fertivision::jobs::Queue;
 use fertivision::resilience::BreakerConfig;
 use fertivision::store::{Store, StoreOptions};
 use serde_json::json;
@@ -99,12 +99,13 @@ async fn breaker_fails_fast_while_postgres_is_unreachable_and_closes_after_a_pro
     let store = Store::from_pg_options(through_proxy, &options)
         .await
         .unwrap();
-    let router = api::router(AppState {
-        store: store.clone(),
-        objects: app.objects.clone(),
-        config: Arc::clone(&app.config),
-        jobs: Jobs::new(store.clone(), Queue::Database),
-    });
+    let router = api::router(common::app_state(
+        &store,
+        &app.objects,
+        &app.config,
+        &Queue::Database,
+        &fertivision::cache::Cache::off(),
+    ));
     let app = TestApp { router, ..app };
     let patient = app
         .create_patient(

@@ -4,14 +4,13 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Backend, TestApp, multipart, sample_png};
-use fertivision::api::{self, AppState};
-use fertivision::jobs::{Jobs, Queue, reconciler};
+use fertivision::api;
+use fertivision::jobs::{Queue, reconciler};
 use serde_json::{Value, json};
 
 const LAB_TEXT: &str =
@@ -358,12 +357,13 @@ async fn redis_app(backend: Backend, db: u8) -> Option<(TestApp, Queue)> {
         return None;
     }
     let s = app.store.store.clone();
-    app.router = api::router(AppState {
-        store: s.clone(),
-        objects: app.objects.clone(),
-        config: Arc::clone(&app.config),
-        jobs: Jobs::new(s, queue.clone()),
-    });
+    app.router = api::router(common::app_state(
+        &s,
+        &app.objects,
+        &app.config,
+        &queue,
+        &app.cache,
+    ));
     app.queue = queue.clone();
     Some((app, queue))
 }

@@ -1229,10 +1229,25 @@ mod tests {
 
     #[test]
     fn header_unit_applies_to_rows_below() {
-        let text = "Gonadotropins   Result (IU/L)   Reference\n\nFSH   6.8   3.5 - 12.5\n\nLH  5.4  2.4 - 12.6\nOther tests\nTSH 2.0\n";
-        assert_eq!(values(text), vec![("FSH", 6.8, 0.8), ("LH", 5.4, 0.8)]);
-        let pipes = "| Hormone | Result (IU/L) | Reference |\n|---|---|---|\n| FSH | 6.8 | 3.5 - 12.5 |\n| LH | 13.2 | H | 2.4 - 12.6 |";
-        assert_eq!(values(pipes), vec![("FSH", 6.8, 0.8), ("LH", 13.2, 0.8)]);
+        let text = [
+            "Gonadotropins   Result (IU/L)   Reference",
+            "",
+            "FSH   6.8   3.5 - 12.5",
+            "",
+            "LH  5.4  2.4 - 12.6",
+            "Other tests",
+            "TSH 2.0",
+        ]
+        .join("\n");
+        assert_eq!(values(&text), vec![("FSH", 6.8, 0.8), ("LH", 5.4, 0.8)]);
+        let pipes = [
+            "| Hormone | Result (IU/L) | Reference |",
+            "|---|---|---|",
+            "| FSH | 6.8 | 3.5 - 12.5 |",
+            "| LH | 13.2 | H | 2.4 - 12.6 |",
+        ]
+        .join("\n");
+        assert_eq!(values(&pipes), vec![("FSH", 6.8, 0.8), ("LH", 13.2, 0.8)]);
         // A header unit that does not measure the analyte is not used.
         assert!(values("Hormone (ng/mL)\nFSH 6.8").is_empty());
     }

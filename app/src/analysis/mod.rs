@@ -186,10 +186,10 @@ mod tests {
     fn images_need_review_without_findings() {
         for content_type in ["image/png", "image/jpeg"] {
             let outcome = analyse_document(content_type, b"\x89PNG\r\n\x1a\nAMH 0.4 ng/mL");
-            assert!(
-                matches!(&outcome, Outcome::NeedsReview { reason } if reason.contains("images are not analysed")),
-                "{content_type}: {outcome:?}"
-            );
+            let Outcome::NeedsReview { reason } = outcome else {
+                panic!("{content_type}: {outcome:?}");
+            };
+            assert!(reason.contains("images are not analysed"), "{reason}");
         }
     }
 
@@ -242,8 +242,14 @@ mod tests {
     fn values_findings_and_domains() {
         let analysis = completed(analyse_document(
             "text/plain; charset=utf-8",
-            "Sperm concentration 12 million/mL\nAMH 0.4 ng/mL\nEndometrial thickness 0.85 cm\nAMH 500 ng/mL"
-                .as_bytes(),
+            [
+                "Sperm concentration 12 million/mL",
+                "AMH 0.4 ng/mL",
+                "Endometrial thickness 0.85 cm",
+                "AMH 500 ng/mL",
+            ]
+            .join("\n")
+            .as_bytes(),
         ));
         let values: Vec<_> = analysis
             .values
@@ -330,7 +336,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"outcome": "failed", "reason": "no text layer; scanned PDFs need manual review"})
+            serde_json::json!({
+                "outcome": "failed",
+                "reason": "no text layer; scanned PDFs need manual review",
+            })
         );
     }
 }

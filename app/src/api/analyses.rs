@@ -88,6 +88,7 @@ async fn record_analysis(
         })
         .await
         .map_err(missing("patient"))?;
+    state.cache.score_changed(patient_id).await;
     tracing::info!(patient_id = %patient_id, analysis_id = %analysis.id, kind = kind.as_str(), "analysis recorded");
     Ok((StatusCode::CREATED, Json(analysis)))
 }

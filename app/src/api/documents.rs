@@ -19,6 +19,7 @@ use crate::analysis::{DocumentAnalysis, LabValue};
 use crate::auth::{Action, Caller};
 use crate::domain::Domain;
 use crate::jobs::analyze_document_job;
+use crate::limits::Limit;
 use crate::objects::Upload;
 use crate::store::{Document, NewDocument};
 
@@ -112,6 +113,10 @@ async fn upload_document(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<DocumentView>), ApiError> {
     caller.require(Action::UploadDocuments)?;
+    state
+        .limits
+        .check(caller.token_id, Limit::UploadDocument)
+        .await?;
     let mut multipart = multipart.map_err(|_| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -154,6 +159,7 @@ async fn upload_document(
             if let Some(job) = job {
                 state.jobs.hand_over(job.id).await;
             }
+            state.cache.bump_summaries().await;
             tracing::info!(patient_id = %patient_id, document_id = %document.id, size_bytes = document.size_bytes, content_type = %document.content_type, "document stored");
             Ok((StatusCode::ACCEPTED, Json(document.into())))
         }

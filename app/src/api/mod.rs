@@ -25,8 +25,10 @@ use uuid::Uuid;
 pub use error::{ApiError, ErrorBody, ErrorDetail, missing};
 pub use extract::{ApiJson, ApiPath, ApiQuery, decode_json, decode_value};
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::jobs::Jobs;
+use crate::limits::{RateLimits, Refused};
 use crate::objects::Objects;
 use crate::store::{MAX_PAGE, Store};
 
@@ -41,10 +43,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Submits background jobs.
     pub jobs: Jobs,
+    /// Read-through cache.
+    pub cache: Cache,
+    /// Per-token rate limits.
+    pub limits: Arc<RateLimits>,
 }
 
 /// A page of a list; pass `next_cursor` as `cursor` to get the next one.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     /// The items of this page.
     pub items: Vec<T>,
@@ -58,6 +64,28 @@ impl<T> Page<T> {
         let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
         let next_cursor = if full { items.last().map(id_of) } else { None };
         Self { items, next_cursor }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        let (count, window) = refused.limit.quota();
+        let per = if window.as_secs() >= 3600 {
+            "hour"
+        } else {
+            "minute"
+        };
+        let mut error = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many {}: at most {count} per {per} per token; retry in {} s",
+                refused.limit.name(),
+                refused.retry_after.as_secs().max(1)
+            ),
+        );
+        error.retry_after_secs = refused.retry_after.as_secs().max(1);
+        error
     }
 }
 

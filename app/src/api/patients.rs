@@ -15,6 +15,8 @@ use super::{
     ApiError, ApiJson, ApiPath, ApiQuery, AppState, ErrorBody, Page, missing, validate_limit,
 };
 use crate::auth::{Action, Caller};
+use crate::cache::{patient_key, score_key};
+use crate::limits::Limit;
 use crate::store::{NewPatient, Patient, PatientPatch};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -199,6 +201,10 @@ async fn create_patient(
     ApiJson(body): ApiJson<CreatePatient>,
 ) -> Result<(StatusCode, Json<Patient>), ApiError> {
     caller.require(Action::WritePatients)?;
+    state
+        .limits
+        .check(caller.token_id, Limit::CreatePatient)
+        .await?;
     let new = NewPatient {
         name: validate_name(&body.name)?,
         date_of_birth: validate_birth_date(&body.date_of_birth)?,
@@ -211,6 +217,7 @@ async fn create_patient(
         phone: body.phone.as_deref().map(validate_phone).transpose()?,
     };
     let patient = state.store.create_patient(new).await?;
+    state.cache.bump_summaries().await;
     tracing::info!(patient_id = %patient.id, "patient created");
     Ok((StatusCode::CREATED, Json(patient)))
 }
@@ -251,13 +258,14 @@ async fn get_patient(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Patient>, ApiError> {
     caller.require(Action::Read)?;
-    Ok(Json(
-        state
-            .store
-            .get_patient(id)
-            .await
-            .map_err(missing("patient"))?,
-    ))
+    let store = &state.store;
+    let patient = state
+        .cache
+        .get_or_load(&patient_key(id), async {
+            store.get_patient(id).await.map_err(missing("patient"))
+        })
+        .await?;
+    Ok(Json(patient))
 }
 
 /// Change some of a patient's fields.
@@ -305,6 +313,7 @@ async fn update_patient(
         .update_patient(id, patch)
         .await
         .map_err(missing("patient"))?;
+    state.cache.invalidate(&[patient_key(id)]).await;
     tracing::info!(patient_id = %patient.id, "patient updated");
     Ok(Json(patient))
 }
@@ -323,6 +332,11 @@ async fn delete_patient(
         .delete_patient(id)
         .await
         .map_err(missing("patient"))?;
+    state
+        .cache
+        .invalidate(&[patient_key(id), score_key(id)])
+        .await;
+    state.cache.bump_summaries().await;
     for key in keys {
         // The rows are gone; an object left behind is unreachable, so log and go on.
         if let Err(error) = state.objects.delete(&key).await {

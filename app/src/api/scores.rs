@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, PageParams, missing};
 use crate::auth::{Action, Caller};
+use crate::cache::score_key;
 use crate::clinic;
 use crate::domain::{FertilityScore, fertility_score};
 use crate::store::PatientSummary;
@@ -21,7 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A patient's fertility score with its domains, critical findings and recommendations.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PatientScore {
     /// The patient.
     pub patient_id: Uuid,
@@ -39,15 +40,21 @@ async fn get_fertility_score(
     ApiPath(patient_id): ApiPath<Uuid>,
 ) -> Result<Json<PatientScore>, ApiError> {
     caller.require(Action::Read)?;
-    state
-        .store
-        .get_patient(patient_id)
-        .await
-        .map_err(missing("patient"))?;
-    let analyses = state.store.list_analyses(patient_id).await?;
-    let documents = state.store.completed_document_analyses(patient_id).await?;
-    let score = fertility_score(&clinic::evidence(&analyses, &documents));
-    Ok(Json(PatientScore { patient_id, score }))
+    let store = &state.store;
+    let score = state
+        .cache
+        .get_or_load(&score_key(patient_id), async {
+            store
+                .get_patient(patient_id)
+                .await
+                .map_err(missing("patient"))?;
+            let analyses = store.list_analyses(patient_id).await?;
+            let documents = store.completed_document_analyses(patient_id).await?;
+            let score = fertility_score(&clinic::evidence(&analyses, &documents));
+            Ok::<_, ApiError>(PatientScore { patient_id, score })
+        })
+        .await?;
+    Ok(Json(score))
 }
 
 /// Per patient: document count, completed analyses, latest score, last document date.
@@ -60,6 +67,16 @@ async fn list_summaries(
 ) -> Result<Json<Page<PatientSummary>>, ApiError> {
     caller.require(Action::Read)?;
     let limit = page.limit()?;
-    let items = state.store.list_summaries(limit, page.cursor).await?;
-    Ok(Json(Page::new(items, limit, |s| s.patient_id)))
+    let generation = state.cache.summary_generation().await;
+    let cursor = page.cursor.map(|c| c.to_string()).unwrap_or_default();
+    let key = format!("summaries:{generation}:{limit}:{cursor}");
+    let store = &state.store;
+    let page = state
+        .cache
+        .get_or_load(&key, async {
+            let items = store.list_summaries(limit, page.cursor).await?;
+            Ok::<_, ApiError>(Page::new(items, limit, |s| s.patient_id))
+        })
+        .await?;
+    Ok(Json(page))
 }

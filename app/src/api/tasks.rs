@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, missing, validate_limit};
 use crate::auth::{Action, Caller};
 use crate::jobs::{GENERATE_REPORT, generate_report_job};
+use crate::limits::Limit;
 use crate::store::Job;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -90,6 +91,10 @@ async fn request_report(
     ApiPath(patient_id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Task>), ApiError> {
     caller.require(Action::Read)?;
+    state
+        .limits
+        .check(caller.token_id, Limit::GenerateReport)
+        .await?;
     state
         .store
         .get_patient(patient_id)

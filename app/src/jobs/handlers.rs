@@ -102,6 +102,8 @@ async fn analyze_document(ctx: &WorkerContext, job: &Job) -> Result<(), JobError
         .map_err(|e| JobError::at("store analysis", e))?;
     if !applied {
         tracing::warn!(job_id = %job.id, "analysis finished after the lease was taken over; discarded");
+    } else {
+        ctx.cache.score_changed(document.patient_id).await;
     }
     Ok(())
 }
@@ -160,7 +162,7 @@ async fn generate_report(ctx: &WorkerContext, job: &Job) -> Result<(), JobError>
             }
         })
         .collect();
-    report_documents.sort_by(|a, b| b.uploaded_at.cmp(&a.uploaded_at));
+    report_documents.sort_by_key(|d| std::cmp::Reverse(d.uploaded_at));
     let data = ReportData {
         generated_at: chrono::Utc::now(),
         patient: ReportPatient {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::queue::{Delivery, Queue};
 use super::{backoff, handlers};
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::objects::Objects;
 use crate::store::{Job, Store};
@@ -32,6 +33,8 @@ pub struct WorkerContext {
     pub config: Arc<Config>,
     /// This worker's name: its consumer name on Redis and the holder of its leases.
     pub worker_id: String,
+    /// The cache to invalidate when a job changes a cached value.
+    pub cache: Cache,
 }
 
 /// A name unique to this process: host, pid and a random suffix.

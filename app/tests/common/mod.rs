@@ -14,9 +14,11 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use fertivision::api::{self, AppState};
 use fertivision::auth::Role;
+use fertivision::cache::Cache;
 use fertivision::config::{Config, StorageConfig};
 use fertivision::jobs::worker::WorkerContext;
 use fertivision::jobs::{Jobs, Queue};
+use fertivision::limits::RateLimits;
 use fertivision::objects::Objects;
 use fertivision::server::create_token;
 use fertivision::store::{Store, StoreOptions};
@@ -185,9 +187,28 @@ macro_rules! store_test {
     };
 }
 
+/// The application state over these parts; limits as the config says.
+pub fn app_state(
+    store: &Store,
+    objects: &Objects,
+    config: &Arc<Config>,
+    queue: &Queue,
+    cache: &Cache,
+) -> AppState {
+    AppState {
+        store: store.clone(),
+        objects: objects.clone(),
+        config: Arc::clone(config),
+        jobs: Jobs::new(store.clone(), queue.clone()),
+        cache: cache.clone(),
+        limits: Arc::new(RateLimits::new(config.limits.enabled, None)),
+    }
+}
+
 /// The whole application in memory, with a token per role.
 pub struct TestApp {
     pub router: Router,
+    pub cache: Cache,
     pub store: TestStore,
     pub config: Arc<Config>,
     pub objects: Objects,
@@ -214,7 +235,10 @@ impl TestApp {
     /// Like [`TestApp::new`], with settings changed by `tweak`.
     pub async fn with_config(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
         let store = TestStore::new(backend).await?;
+        // Rate limits are off unless a test turns them on: suites make more requests per
+        // minute than a clinic's staff.
         let mut config = Config {
+            limits: fertivision::config::LimitsConfig { enabled: false },
             data_dir: store.dir.path().to_path_buf(),
             storage: StorageConfig::Local {
                 path: store.dir.path().join("objects"),
@@ -229,14 +253,11 @@ impl TestApp {
         let lab = create_token(s, Role::Lab, "test").await.unwrap();
         let admin = create_token(s, Role::Admin, "test").await.unwrap();
         let queue = Queue::Database;
-        let router = api::router(AppState {
-            store: s.clone(),
-            objects: objects.clone(),
-            config: Arc::clone(&config),
-            jobs: Jobs::new(s.clone(), queue.clone()),
-        });
+        let cache = Cache::local(1000, std::time::Duration::from_secs(60));
+        let router = api::router(app_state(s, &objects, &config, &queue, &cache));
         Some(Self {
             router,
+            cache,
             store,
             config,
             objects,
@@ -255,6 +276,7 @@ impl TestApp {
             queue: self.queue.clone(),
             config: Arc::clone(&self.config),
             worker_id: format!("test-worker-{}", uuid::Uuid::new_v4().simple()),
+            cache: self.cache.clone(),
         }
     }
 

@@ -1,0 +1,88 @@
+//! One Redis connection for the cache and the shared rate limits, behind a circuit breaker:
+//! while Redis is down, callers fall back at once (cache bypassed, local rate limits) instead
+//! of waiting for timeouts on every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::{ClusterHash, CustomCommand};
+
+use crate::resilience::{Breaker, BreakerConfig, BreakerState, Guarded};
+
+/// A Redis connection with its key prefix and breaker.
+#[derive(Clone)]
+pub struct Redis {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+    breaker: Arc<Breaker>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redis({})", self.prefix)
+    }
+}
+
+/// Redis could not serve a command (down, slow, or the breaker is open).
+#[derive(Debug, thiserror::Error)]
+#[error("redis unavailable: {0}")]
+pub struct RedisUnavailable(String);
+
+impl Redis {
+    /// Connects in the background; an unreachable server is not fatal.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, fred::error::Error> {
+        let client = Builder::from_config(Config::from_url(url)?)
+            .with_connection_config(|c| c.connection_timeout = timeout)
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()?;
+        client.connect();
+        let _ = tokio::time::timeout(timeout, client.wait_for_connect()).await;
+        Ok(Self {
+            client,
+            prefix: prefix.to_owned(),
+            timeout,
+            breaker: Arc::new(Breaker::new(
+                "redis",
+                BreakerConfig {
+                    enabled: true,
+                    failure_threshold: 3,
+                    open_for: Duration::from_secs(5),
+                },
+            )),
+        })
+    }
+
+    /// `prefix:rest`.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// The breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Runs one command under the breaker and the timeout.
+    pub async fn command(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+    ) -> Result<Value, RedisUnavailable> {
+        let call = self.client.custom::<Value, _>(
+            CustomCommand::new_static(name, ClusterHash::FirstKey, false),
+            args,
+        );
+        match self.breaker.call(self.timeout, call, |_| false).await {
+            Ok(value) => Ok(value),
+            Err(Guarded::Failed(e)) => Err(RedisUnavailable(e.to_string())),
+            Err(other) => Err(RedisUnavailable(other.to_string())),
+        }
+    }
+}
