@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -12,12 +13,22 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 
 use crate::config::{Config, StorageConfig};
+use crate::resilience::{Breaker, BreakerConfig, BreakerState, Guarded};
 
-/// A handle on the configured object store.
+/// A handle on the configured object store. Every call runs under a timeout and the object
+/// storage circuit breaker; reads, which are idempotent, are retried once after a short pause.
 #[derive(Debug, Clone)]
 pub struct Objects {
     inner: Arc<dyn ObjectStore>,
+    breaker: Arc<Breaker>,
+    timeout: Duration,
 }
+
+/// How long one object storage call may take (a 10 MB part on a slow link included).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause before the one retry of a failed read.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// An upload in progress: bytes go out in parts as they arrive; nothing is visible under the
 /// key until [`Upload::finish`], and [`Upload::abort`] leaves nothing behind.
@@ -60,7 +71,7 @@ impl Objects {
                 Arc::new(builder.build()?)
             }
         };
-        Ok(Self { inner })
+        Ok(Self::from_store(inner))
     }
 
     fn local(root: &Path) -> anyhow::Result<LocalFileSystem> {
@@ -70,12 +81,67 @@ impl Objects {
 
     /// Wraps any object store (tests use the in-memory one).
     pub fn from_store(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner }
+        let breaker = BreakerConfig {
+            enabled: true,
+            failure_threshold: 5,
+            open_for: Duration::from_secs(10),
+        };
+        Self {
+            inner,
+            breaker: Arc::new(Breaker::new("object_storage", breaker)),
+            timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// The breaker of object storage.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// One call under the breaker and the timeout. A missing object is an answer, not an
+    /// outage.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        let healthy = |e: &object_store::Error| {
+            matches!(
+                e,
+                object_store::Error::NotFound { .. } | object_store::Error::AlreadyExists { .. }
+            )
+        };
+        match self.breaker.call(self.timeout, call, healthy).await {
+            Ok(value) => Ok(value),
+            Err(Guarded::Failed(e)) => Err(e),
+            Err(other) => Err(object_store::Error::Generic {
+                store: "object storage",
+                source: other.to_string().into(),
+            }),
+        }
+    }
+
+    /// A read: guarded, and retried once unless the object is missing or the breaker is open.
+    async fn read<T, F, Fut>(&self, call: F) -> object_store::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        match self.guarded(call()).await {
+            Err(object_store::Error::NotFound { path, source }) => {
+                Err(object_store::Error::NotFound { path, source })
+            }
+            Err(_) if self.breaker.state() == BreakerState::Closed => {
+                tokio::time::sleep(READ_RETRY_PAUSE).await;
+                self.guarded(call()).await
+            }
+            other => other,
+        }
     }
 
     /// Starts a streamed upload to `key`.
     pub async fn start_upload(&self, key: &str) -> object_store::Result<Upload> {
-        let upload = self.inner.put_multipart(&ObjectPath::from(key)).await?;
+        let path = ObjectPath::from(key);
+        let upload = self.guarded(self.inner.put_multipart(&path)).await?;
         Ok(Upload {
             writer: WriteMultipart::new(upload),
         })
@@ -86,25 +152,31 @@ impl Objects {
         &self,
         key: &str,
     ) -> object_store::Result<BoxStream<'static, object_store::Result<Bytes>>> {
-        Ok(self.inner.get(&ObjectPath::from(key)).await?.into_stream())
+        let path = ObjectPath::from(key);
+        Ok(self.read(|| self.inner.get(&path)).await?.into_stream())
     }
 
     /// The whole content of `key` (documents are at most a few MB).
     pub async fn get_bytes(&self, key: &str) -> object_store::Result<Bytes> {
-        self.inner.get(&ObjectPath::from(key)).await?.bytes().await
+        let path = ObjectPath::from(key);
+        self.read(|| async { self.inner.get(&path).await?.bytes().await })
+            .await
     }
 
     /// Stores `bytes` under `key`, replacing what was there.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> object_store::Result<()> {
-        self.inner
-            .put(&ObjectPath::from(key), bytes.into())
+        let path = ObjectPath::from(key);
+        let payload: object_store::PutPayload = bytes.into();
+        // A put of the whole object replaces it: idempotent, so it is retried like a read.
+        self.read(|| self.inner.put(&path, payload.clone()))
             .await
             .map(|_| ())
     }
 
     /// Removes `key`; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> object_store::Result<()> {
-        match self.inner.delete(&ObjectPath::from(key)).await {
+        let path = ObjectPath::from(key);
+        match self.read(|| self.inner.delete(&path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -112,7 +184,9 @@ impl Objects {
 
     /// Checks that the store answers (a listing of its root).
     pub async fn ping(&self) -> object_store::Result<()> {
-        self.inner.list_with_delimiter(None).await.map(|_| ())
+        self.guarded(self.inner.list_with_delimiter(None))
+            .await
+            .map(|_| ())
     }
 }
 

@@ -37,7 +37,10 @@ impl Redis {
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, fred::error::Error> {
-        let client = Builder::from_config(Config::from_url(url)?)
+        let mut config = Config::from_url(url)?;
+        // Keep reconnecting even when the first attempt fails (Redis down at start).
+        config.fail_fast = false;
+        let client = Builder::from_config(config)
             .with_connection_config(|c| c.connection_timeout = timeout)
             .with_performance_config(|p| p.default_command_timeout = timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))

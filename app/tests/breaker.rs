@@ -6,7 +6,6 @@ mod common;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -17,60 +16,6 @@ use fertivision::resilience::BreakerConfig;
 use fertivision::store::{Store, StoreOptions};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-/// A TCP proxy to PostgreSQL. Down: every proxied connection is cut, and new connections are
-/// accepted and never answered (like a host that vanished).
-struct Proxy {
-    port: u16,
-    down: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: (String, u16)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (down2, links2) = (Arc::clone(&down), Arc::clone(&links));
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let down = Arc::clone(&down2);
-                let upstream = upstream.clone();
-                let link = tokio::spawn(async move {
-                    if down.load(Ordering::SeqCst) {
-                        // Hold the socket open, say nothing.
-                        while down.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        return;
-                    }
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-                links2.lock().await.push(link);
-            }
-        });
-        Self { port, down, links }
-    }
-
-    async fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            for link in self.links.lock().await.drain(..) {
-                link.abort();
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn breaker_fails_fast_while_postgres_is_unreachable_and_closes_after_a_probe() {
@@ -80,7 +25,7 @@ async fn breaker_fails_fast_while_postgres_is_unreachable_and_closes_after_a_pro
     };
     let schema = app.store.schema().unwrap().to_owned();
     let direct = PgConnectOptions::from_str(&common::database_url()).unwrap();
-    let proxy = Proxy::start((direct.get_host().to_owned(), direct.get_port())).await;
+    let proxy = common::Proxy::start((direct.get_host().to_owned(), direct.get_port())).await;
 
     let through_proxy = direct
         .clone()

@@ -342,16 +342,18 @@ async fn a_report_pdf_has_every_section() {
 
 /// An application whose queue is the Redis stream under a fresh key prefix of `db`.
 async fn redis_app(backend: Backend, db: u8) -> Option<(TestApp, Queue)> {
+    redis_app_at(backend, &redis_url(db), Duration::from_secs(1)).await
+}
+
+async fn redis_app_at(backend: Backend, url: &str, timeout: Duration) -> Option<(TestApp, Queue)> {
     let mut app = TestApp::new(backend).await?;
     let prefix = format!("fvtest-{}", uuid::Uuid::new_v4().simple());
-    let queue = Queue::redis(&redis_url(db), &prefix, Duration::from_secs(1))
-        .await
-        .unwrap();
-    if queue.ping().await.is_err() {
+    let queue = Queue::redis(url, &prefix, timeout).await.unwrap();
+    if redis_down() {
         assert!(
             std::env::var("CI").is_err(),
             "CI=true and Redis is unreachable at {}",
-            redis_url(db)
+            redis_url(0)
         );
         eprintln!("SKIPPED (not CI): Redis unreachable");
         return None;
@@ -400,6 +402,76 @@ async fn a_flushed_stream_is_rebuilt_by_the_reconciler() {
     for id in ids {
         assert_eq!(document(&app, &id).await["analysis_status"], "completed");
     }
+}
+
+/// Whether the test Redis server is unreachable (the Redis tests then skip, except in CI).
+fn redis_down() -> bool {
+    let up = Command::new("redis-cli")
+        .args(["-u", &redis_url(0), "PING"])
+        .output();
+    !up.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+}
+
+#[tokio::test]
+async fn with_redis_down_the_api_serves_and_jobs_flow_when_it_returns() {
+    let proxy = common::Proxy::start(("127.0.0.1".to_owned(), 6379)).await;
+    proxy.set_down(true).await;
+    let url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let Some((app, queue)) = redis_app_at(Backend::Sqlite, &url, Duration::from_millis(300)).await
+    else {
+        return;
+    };
+    let patient = patient(&app).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let started = Instant::now();
+        let doc = upload(
+            &app,
+            &patient,
+            &format!("d{i}.txt"),
+            "text/plain",
+            LAB_TEXT.as_bytes(),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "upload waited {:?}",
+            started.elapsed()
+        );
+        ids.push(doc["id"].as_str().unwrap().to_owned());
+    }
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json["status"], "degraded", "{}", ready.json);
+    let waiting = app
+        .store
+        .store
+        .list_jobs(Some("pending"), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 3);
+    assert!(
+        waiting.iter().all(|j| j.enqueued_at.is_none()),
+        "jobs wait in the database, unqueued"
+    );
+
+    proxy.set_down(false).await;
+    let started = Instant::now();
+    while queue.ping().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "redis client did not reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = reconciler::pass(&app.store.store, &queue).await.unwrap();
+    assert_eq!(report.published, 3, "{report:?}");
+    app.drain_jobs(Duration::from_secs(20)).await;
+    for id in ids {
+        assert_eq!(document(&app, &id).await["analysis_status"], "completed");
+    }
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.json["status"], "ready", "{}", ready.json);
 }
 
 /// Minimal Redis access for the tests, through redis-cli.

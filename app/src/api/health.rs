@@ -72,8 +72,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
         (true, "ok" | "embedded") => (StatusCode::OK, "ready"),
         (true, _) => (StatusCode::OK, "degraded"),
     };
-    let breaker = state.store.breaker();
-    let breakers = [(breaker.name(), breaker.state().as_str())].into();
+    let breakers = [state.store.breaker(), state.objects.breaker()]
+        .into_iter()
+        .map(|b| (b.name(), b.state().as_str()))
+        .collect();
     (
         status,
         Json(Readiness {

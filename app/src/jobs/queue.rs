@@ -65,7 +65,9 @@ impl Queue {
     /// meanwhile, and jobs wait in the database until the reconciler can publish them.
     pub async fn redis(url: &str, key_prefix: &str, timeout: Duration) -> Result<Self, QueueError> {
         let connect = || async {
-            let config = Config::from_url(url)?;
+            let mut config = Config::from_url(url)?;
+            // Keep reconnecting even when the first attempt fails (Redis down at start).
+            config.fail_fast = false;
             let client = Builder::from_config(config)
                 .with_connection_config(|c| {
                     c.connection_timeout = timeout;

@@ -77,7 +77,7 @@ impl Store {
     /// A patient's analyses, oldest first. Empty when the patient has none; the caller checks
     /// that the patient exists.
     pub async fn list_analyses(&self, patient_id: Uuid) -> StoreResult<Vec<Analysis>> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT * FROM analyses WHERE patient_id = $1 ORDER BY id")
                     .bind(patient_id)

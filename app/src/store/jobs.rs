@@ -154,7 +154,7 @@ impl Store {
 
     /// One job.
     pub async fn get_job(&self, id: Uuid) -> StoreResult<Job> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -170,7 +170,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<Job>> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR id > $2)
                  ORDER BY id LIMIT $3",
@@ -185,7 +185,7 @@ impl Store {
 
     /// Counts jobs per status.
     pub async fn count_jobs_by_status(&self) -> StoreResult<Vec<(String, i64)>> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
                     .fetch_all(pool)
@@ -336,7 +336,7 @@ impl Store {
     /// Due jobs that no queue holds: never handed over, or handed back after a failure.
     pub async fn due_unqueued_jobs(&self, limit: i64) -> StoreResult<Vec<Uuid>> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(sqlx::query_scalar(
                 "SELECT id FROM jobs
                  WHERE status IN ('pending', 'failed') AND run_after <= $1 AND enqueued_at IS NULL

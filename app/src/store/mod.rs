@@ -38,12 +38,19 @@ pub use tokens::TokenRecord;
 /// Runs `$body` with `$pool` bound to the backend's pool and `$pg` telling which one it is.
 /// The body is compiled once per backend.
 /// The body must evaluate to a `StoreResult`; it runs under the database's circuit breaker
-/// and timeout (see [`Store::guarded`]).
+/// and timeout (see [`Store::guarded`]). The `read` form marks an idempotent call: after an
+/// outage error it is retried once.
 macro_rules! on_backend {
-    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {{
+    (read $store:expr, |$pool:ident, $pg:ident| $body:expr) => {
+        on_backend!(@run true, $store, |$pool, $pg| $body)
+    };
+    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {
+        on_backend!(@run false, $store, |$pool, $pg| $body)
+    };
+    (@run $idempotent:expr, $store:expr, |$pool:ident, $pg:ident| $body:expr) => {{
         let store: &$crate::store::Store = &$store;
         store
-            .guarded(async {
+            .guarded($idempotent, || async {
                 match &store.backend {
                     $crate::store::Backend::Sqlite($pool) => {
                         #[allow(unused_variables)]
@@ -216,15 +223,29 @@ impl Store {
         &self.breaker
     }
 
-    /// Runs one store call under the breaker and the call timeout.
-    async fn guarded<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        match self
-            .breaker
-            .call(self.call_timeout, call, |e: &StoreError| {
-                !e.is_unavailable()
-            })
-            .await
-        {
+    /// Runs one store call under the breaker and the call timeout. An idempotent call (a
+    /// read) that failed because the database was unavailable is retried once after a short
+    /// pause, unless the breaker has opened meanwhile; writes are never retried here.
+    async fn guarded<T, F, Fut>(&self, idempotent: bool, call: F) -> StoreResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let first = self.guarded_once(call()).await;
+        match first {
+            Err(e)
+                if idempotent && e.is_unavailable() && !matches!(e, StoreError::CircuitOpen(_)) =>
+            {
+                tokio::time::sleep(READ_RETRY_PAUSE).await;
+                self.guarded_once(call()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn guarded_once<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let healthy = |e: &StoreError| !e.is_unavailable();
+        match self.breaker.call(self.call_timeout, call, healthy).await {
             Ok(value) => Ok(value),
             Err(Guarded::Failed(e)) => Err(e),
             Err(Guarded::TimedOut(after)) => Err(StoreError::Timeout(after)),
@@ -251,7 +272,7 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
         })
@@ -301,6 +322,9 @@ impl SummaryRefresh {
         Ok(())
     }
 }
+
+/// Pause before the one retry of a read.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Largest page any list returns.
 pub const MAX_PAGE: i64 = 200;

@@ -104,7 +104,7 @@ impl Store {
 
     /// One patient by id.
     pub async fn get_patient(&self, id: Uuid) -> StoreResult<Patient> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             sqlx::query_as("SELECT * FROM patients WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -119,7 +119,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<Patient>> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT * FROM patients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
             )
@@ -132,7 +132,7 @@ impl Store {
 
     /// The patient with this record number, if any.
     pub async fn find_patient_by_mrn(&self, mrn: &str) -> StoreResult<Option<Patient>> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(read self, |pool, _pg| {
             Ok(sqlx::query_as("SELECT * FROM patients WHERE mrn = $1")
                 .bind(mrn)
                 .fetch_optional(pool)

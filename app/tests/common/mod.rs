@@ -439,3 +439,54 @@ pub fn sample_png() -> Vec<u8> {
     png.extend_from_slice(&[0x90, 0x77, 0x53, 0xDE]);
     png
 }
+
+/// A TCP proxy on loopback to a real server (PostgreSQL, Redis). Down: every proxied connection is cut, and new connections are
+/// accepted and never answered (like a host that vanished).
+pub struct Proxy {
+    pub port: u16,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (down2, links2) = (Arc::clone(&down), Arc::clone(&links));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let down = Arc::clone(&down2);
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if down.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Hold the socket open, say nothing.
+                        while down.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                links2.lock().await.push(link);
+            }
+        });
+        Self { port, down, links }
+    }
+
+    pub async fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            for link in self.links.lock().await.drain(..) {
+                link.abort();
+            }
+        }
+    }
+}
