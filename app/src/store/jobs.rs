@@ -89,6 +89,12 @@ WHERE id = (SELECT id FROM jobs WHERE status IN ('pending', 'failed') AND run_af
   AND status IN ('pending', 'failed')
 RETURNING *";
 
+/// Completes job $1 with result $3 at $4, if worker $2 still holds it.
+const COMPLETE_JOB: &str = "
+UPDATE jobs SET status = 'completed', result = $3, locked_by = NULL, locked_until = NULL,
+                last_error = NULL, updated_at = $4, finished_at = $4
+WHERE id = $1 AND locked_by = $2 AND status = 'running'";
+
 /// The score of a patient from all their evidence, written in the caller's transaction.
 macro_rules! recompute_score {
     ($tx:expr, $patient_id:expr, $now:expr, $pg:expr) => {{
@@ -248,18 +254,13 @@ impl Store {
     pub async fn complete_job(&self, id: Uuid, worker: &str, result: Value) -> StoreResult<bool> {
         let now = Utc::now();
         on_backend!(self, |pool, _pg| {
-            let done = sqlx::query(
-                "UPDATE jobs SET status = 'completed', result = $3, locked_by = NULL,
-                                 locked_until = NULL, last_error = NULL, updated_at = $4,
-                                 finished_at = $4
-                 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-            )
-            .bind(id)
-            .bind(worker)
-            .bind(Json(&result))
-            .bind(now)
-            .execute(pool)
-            .await?;
+            let done = sqlx::query(COMPLETE_JOB)
+                .bind(id)
+                .bind(worker)
+                .bind(Json(&result))
+                .bind(now)
+                .execute(pool)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
     }
@@ -406,18 +407,13 @@ impl Store {
         });
         let applied = on_backend!(self, |pool, pg| {
             let mut tx = pool.begin().await?;
-            let held = sqlx::query(
-                "UPDATE jobs SET status = 'completed', result = $3, locked_by = NULL,
-                                 locked_until = NULL, last_error = NULL, updated_at = $4,
-                                 finished_at = $4
-                 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-            )
-            .bind(job_id)
-            .bind(worker)
-            .bind(Json(&result))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let held = sqlx::query(COMPLETE_JOB)
+                .bind(job_id)
+                .bind(worker)
+                .bind(Json(&result))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             if held.rows_affected() == 0 {
                 tx.rollback().await?;
                 return Ok(false);
