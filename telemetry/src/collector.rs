@@ -1,0 +1,304 @@
+//! The collector: opens the write-ahead log for the pipeline's sinks, serves the OTLP
+//! sources, runs one log reader per sink through its transform chains, and serves the query
+//! port (`/metrics`: the Prometheus sink's series and the collector's own metrics; `/healthz`).
+//! Everything stops on the shutdown signal: servers first (no new data), then the sinks (each
+//! commits what it finished), then the log.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{SinkOptions, SourceConfig, ValidatedPipeline};
+use crate::ingest::{Ingest, IngestLimits};
+use crate::metrics::CollectorMetrics;
+use crate::pipeline::run_sink;
+use crate::sinks::Sink;
+use crate::sinks::blackhole::Blackhole;
+use crate::sinks::prometheus::{
+    Exposition, ExpositionFormat, PrometheusSink, PrometheusSinkConfig,
+};
+use crate::sources::otlp_grpc::OtlpGrpc;
+use crate::sources::otlp_http::{self, HttpLimits};
+use crate::topology::{Chain, plan};
+use crate::wal::{Wal, WalConfig};
+
+/// Where and how the collector runs.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// The validated pipeline.
+    pub pipeline: ValidatedPipeline,
+    /// Directory of the write-ahead log.
+    pub wal_dir: PathBuf,
+    /// Bytes the log may hold before senders are refused with retry information.
+    pub wal_max_bytes: u64,
+    /// Whether appends are synced to disk before they are acknowledged (off only for
+    /// benchmarks).
+    pub fsync: bool,
+    /// Address of the query port (`/metrics`, `/healthz`).
+    pub query_listen: SocketAddr,
+}
+
+/// A collector that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// A sink or source type of the config that this build does not implement yet.
+    #[error(
+        "{component}: type '{kind}' is not built yet (built: sources otlp_grpc and otlp_http; sinks prometheus and blackhole)"
+    )]
+    NotBuilt {
+        /// `sinks.NAME` or `sources.NAME`.
+        component: String,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// The log could not be opened.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] crate::wal::WalError),
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A sink's settings are invalid.
+    #[error("{0}")]
+    Sink(String),
+}
+
+#[derive(Clone)]
+struct QueryState {
+    expositions: Arc<Vec<Exposition>>,
+    registry: Arc<Registry>,
+}
+
+/// Runs the collector until `shutdown` resolves.
+pub async fn run(
+    settings: CollectorSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    let pipeline = &settings.pipeline;
+    for warning in pipeline.warnings() {
+        tracing::warn!(%warning, "pipeline");
+    }
+    let metrics = Arc::new(CollectorMetrics::default());
+    let mut registry = Registry::with_prefix("collector");
+    metrics.register(&mut registry);
+
+    // Sinks first: a type this build lacks is a start-up error, before any port is bound.
+    let mut sinks: Vec<(String, Box<dyn Sink>)> = Vec::new();
+    let mut expositions = Vec::new();
+    for (name, sink) in pipeline.sinks() {
+        let built: Box<dyn Sink> = match &sink.options {
+            SinkOptions::Prometheus(options) => {
+                let config = PrometheusSinkConfig {
+                    stale_after_secs: options.stale_after_secs,
+                    max_series: options.max_series,
+                    max_label_value_bytes: options.max_label_value_bytes,
+                    ..PrometheusSinkConfig::default()
+                };
+                let prometheus = PrometheusSink::new(&config)
+                    .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?;
+                let exposition = prometheus.exposition();
+                exposition.register_self_metrics(
+                    registry.sub_registry_with_label(("sink".into(), name.clone().into())),
+                );
+                expositions.push(exposition);
+                Box::new(prometheus)
+            }
+            SinkOptions::Blackhole(_) => Box::new(Blackhole::new()),
+            other => {
+                return Err(CollectorError::NotBuilt {
+                    component: format!("sinks.{name}"),
+                    kind: other.type_name(),
+                });
+            }
+        };
+        sinks.push((name.clone(), built));
+    }
+    for (name, source) in pipeline.sources() {
+        if let SourceConfig::Pyroscope(_) = source {
+            return Err(CollectorError::NotBuilt {
+                component: format!("sources.{name}"),
+                kind: source.type_name(),
+            });
+        }
+    }
+
+    let wal = Arc::new(
+        Wal::open(WalConfig {
+            dir: settings.wal_dir.clone(),
+            sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),
+            max_bytes: settings.wal_max_bytes,
+            fsync: settings.fsync,
+            ..WalConfig::new(settings.wal_dir.clone())
+        })
+        .await?,
+    );
+    let ingest = Ingest::new(
+        Arc::clone(&wal),
+        IngestLimits::default(),
+        Arc::clone(&metrics),
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    for (name, source) in pipeline.sources() {
+        match source {
+            SourceConfig::OtlpGrpc(grpc) => {
+                let listener = bind(grpc.address).await?;
+                tracing::info!(source = %name, address = %listener.local_addr().map_err(|e| CollectorError::Listen { address: grpc.address, source: e })?, "otlp grpc listening");
+                let routes = OtlpGrpc::new(ingest.clone()).router();
+                let stopped = wait(stop_rx.clone());
+                servers.spawn(async move {
+                    let incoming = tokio_stream_of(listener);
+                    if let Err(error) = tonic::transport::Server::builder()
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, stopped)
+                        .await
+                    {
+                        tracing::error!(%error, "otlp grpc server failed");
+                    }
+                });
+            }
+            SourceConfig::OtlpHttp(http) => {
+                let listener = bind(http.address).await?;
+                tracing::info!(source = %name, address = %http.address, "otlp http listening");
+                let app = otlp_http::router(ingest.clone(), HttpLimits::default());
+                serve(&mut servers, listener, app, stop_rx.clone());
+            }
+            SourceConfig::Pyroscope(_) => unreachable!("refused above"),
+        }
+    }
+    let query = Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(QueryState {
+            expositions: Arc::new(expositions),
+            registry: Arc::new(registry),
+        });
+    let query_listener = bind(settings.query_listen).await?;
+    tracing::info!(address = %settings.query_listen, "collector query port listening");
+    serve(&mut servers, query_listener, query, stop_rx.clone());
+
+    let mut runners = JoinSet::new();
+    let plans = plan(pipeline);
+    for (name, sink) in sinks {
+        let chains: Vec<Chain> = plans
+            .iter()
+            .filter(|p| p.sink == name)
+            .flat_map(|p| p.paths.iter().cloned())
+            .map(|path| Chain::new(pipeline, path))
+            .collect();
+        let reader = wal.reader(&name)?;
+        runners.spawn(run_sink(
+            name,
+            reader,
+            chains,
+            sink,
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        ));
+    }
+    // The log's gauges, refreshed while running.
+    let observer = {
+        let (wal, metrics, stop) = (Arc::clone(&wal), Arc::clone(&metrics), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                metrics.observe_wal(&wal.stats());
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = wait(stop.clone()) => return,
+                }
+            }
+        })
+    };
+
+    shutdown.await;
+    tracing::info!("collector stopping");
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    while runners.join_next().await.is_some() {}
+    let _ = observer.await;
+    drop(ingest);
+    match Arc::try_unwrap(wal) {
+        Ok(wal) => wal.close().await?,
+        Err(_) => tracing::warn!("write-ahead log still in use at shutdown; synced data is safe"),
+    }
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, CollectorError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| CollectorError::Listen { address, source })
+}
+
+fn serve(
+    servers: &mut JoinSet<()>,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
+    servers.spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(wait(stop))
+            .await
+        {
+            tracing::error!(%error, "http server failed");
+        }
+    });
+}
+
+async fn wait(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// `/metrics`: the collector's own metrics, then every Prometheus sink's series, in the
+/// format the scraper asks for.
+async fn metrics_endpoint(
+    State(state): State<QueryState>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = ExpositionFormat::from_accept(accept);
+    let mut out = String::with_capacity(64 * 1024);
+    let encoded = match format {
+        ExpositionFormat::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &state.registry)
+        }
+        ExpositionFormat::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &state.registry)
+        }
+    };
+    debug_assert!(encoded.is_ok());
+    for exposition in state.expositions.iter() {
+        exposition.encode_series(&mut out, format);
+    }
+    if format == ExpositionFormat::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    ([(header::CONTENT_TYPE, format.content_type())], out)
+}
+
+/// The listener as a stream of accepted connections (tonic serves a stream).
+fn tokio_stream_of(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    })
+}

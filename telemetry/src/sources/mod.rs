@@ -1,0 +1,4 @@
+//! Sources: where telemetry enters. Named after their protocol.
+
+pub mod otlp_grpc;
+pub mod otlp_http;
