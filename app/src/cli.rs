@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::auth::Role;
@@ -44,6 +45,15 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
     },
+    /// Run the telemetry collector: OTLP on :4317 (gRPC) and :4318 (HTTP), Pyroscope
+    /// `/ingest`, a write-ahead log under <data_dir>/wal, the pipeline of `collector.pipeline`
+    /// (or the built-in one), and /metrics, /api/v1/profiles on :7070. SIGTERM: stop
+    /// accepting, let each sink commit, close the log.
+    Collector,
+    /// Send OTLP load to a collector (spans shaped like the OpenTelemetry SDK benchmark, log
+    /// records, or metric points) at a target rate or as fast as it accepts, with a progress
+    /// line and a final summary: sent, acknowledged, refused, rate.
+    Loadgen(LoadgenArgs),
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -52,6 +62,105 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+/// The load generator's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// Collector base URL; default http://127.0.0.1:4317 (grpc) or :4318 (http).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http` (protobuf).
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: LoadProtocol,
+    /// `traces`, `logs` or `metrics`.
+    #[arg(long, value_enum, default_value = "traces")]
+    pub signal: LoadSignal,
+    /// Items per second; without it, as fast as the collector accepts.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Stop after this many items.
+    #[arg(long)]
+    pub total: Option<u64>,
+    /// Items per request.
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// Load protocol.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LoadProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP, protobuf.
+    Http,
+}
+
+/// Load signal.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LoadSignal {
+    /// Spans.
+    Traces,
+    /// Log records.
+    Logs,
+    /// Metric data points.
+    Metrics,
+}
+
+/// Runs the load generator, printing a progress line a second and a summary.
+async fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    use telemetry::loadgen::{self, LoadgenConfig, Protocol, SignalKind};
+    let protocol = match args.protocol {
+        LoadProtocol::Grpc => Protocol::Grpc,
+        LoadProtocol::Http => Protocol::Http,
+    };
+    let signal = match args.signal {
+        LoadSignal::Traces => SignalKind::Traces,
+        LoadSignal::Logs => SignalKind::Logs,
+        LoadSignal::Metrics => SignalKind::Metrics,
+    };
+    let endpoint = args.endpoint.unwrap_or_else(|| match protocol {
+        Protocol::Grpc => "http://127.0.0.1:4317".to_owned(),
+        Protocol::Http => "http://127.0.0.1:4318".to_owned(),
+    });
+    let config = LoadgenConfig {
+        rate: args.rate,
+        duration: std::time::Duration::from_secs(args.duration),
+        total: args.total,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency,
+        ..LoadgenConfig::new(endpoint, protocol, signal)
+    };
+    let report = loadgen::run(config, |r| {
+        eprint!(
+            "\r{:>6.1}s  sent {:>10}  acknowledged {:>10}  refused {:>8}  failed {:>6}  {:>10.0}/s   ",
+            r.elapsed.as_secs_f64(),
+            r.sent_items,
+            r.acknowledged_items,
+            r.refused_items,
+            r.failed_items,
+            r.acknowledged_per_sec
+        );
+    })
+    .await?;
+    eprintln!();
+    println!(
+        "sent {}  acknowledged {}  refused {}  failed {}  requests {}  in {:.2}s  = {:.0} acknowledged items/s",
+        report.sent_items,
+        report.acknowledged_items,
+        report.refused_items,
+        report.failed_items,
+        report.requests,
+        report.elapsed.as_secs_f64(),
+        report.acknowledged_per_sec
+    );
+    Ok(())
 }
 
 /// Where the API listens.
@@ -96,26 +205,50 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = self.load_config()?;
         server::init_logging(&config);
+        // Listen for SIGTERM before anything starts, so that no part misses it.
+        let shutdown = server::listen_for_shutdown();
         let sqlite = config.database.url.is_empty() || config.database.url.starts_with("sqlite:");
         match self.command.unwrap_or(Command::Up(ListenArgs::default())) {
             Command::Up(_) => {
                 let store = server::open_store(&config, true).await?;
                 server::ensure_first_token(&store).await?;
                 let concurrency = config.jobs.concurrency;
+                // The collector first: a pipeline or a port problem stops `up` before the API
+                // starts.
+                let collector_settings = server::collector_settings(&config)?;
+                let mut collector = tokio::spawn(telemetry::collector::run(
+                    collector_settings,
+                    server::stopped(shutdown.clone()),
+                ));
                 let runtime = server::Runtime::open(config, store).await?;
-                server::run_api(runtime, Some(concurrency)).await
+                let api = server::run_api(runtime, Some(concurrency), shutdown);
+                tokio::pin!(api);
+                tokio::select! {
+                    outcome = &mut api => {
+                        outcome?;
+                        collector.await.context("collector task")?.context("collector failed")
+                    }
+                    outcome = &mut collector => {
+                        // Ok only after the shutdown signal, which the API got too: wait for
+                        // it. An error (a port in use, say) stops `up`.
+                        outcome.context("collector task")?.context("collector failed")?;
+                        api.await
+                    }
+                }
             }
+            Command::Collector => server::run_collector(&config, shutdown).await,
+            Command::Loadgen(args) => run_loadgen(args).await,
             Command::Serve(_) => {
                 // The embedded database migrates itself; PostgreSQL is migrated by `migrate`.
                 let store = server::open_store(&config, sqlite).await?;
                 let runtime = server::Runtime::open(config, store).await?;
-                server::run_api(runtime, None).await
+                server::run_api(runtime, None, shutdown).await
             }
             Command::Worker { concurrency } => {
                 let store = server::open_store(&config, sqlite).await?;
                 let concurrency = concurrency.unwrap_or(config.jobs.concurrency).max(1);
                 let runtime = server::Runtime::open(config, store).await?;
-                runtime.run_workers(concurrency).await
+                runtime.run_workers(concurrency, shutdown).await
             }
             Command::Migrate => {
                 let store = server::open_store(&config, true).await?;

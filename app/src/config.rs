@@ -37,6 +37,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Per-token rate limits (DOMAIN.md).
     pub limits: LimitsConfig,
+    /// The telemetry collector (`fertivision collector`, and inside `up`).
+    pub collector: CollectorConfig,
     /// Log output of this process (stderr).
     pub log: LogConfig,
 }
@@ -193,6 +195,34 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The telemetry collector: its pipeline, write-ahead log and query port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// The pipeline file (`[sources.*]`, `[transforms.*]`, `[sinks.*]`); empty: the built-in
+    /// default (OTLP on 127.0.0.1:4317 and :4318, Pyroscope `/ingest`, redaction, the
+    /// Prometheus endpoint and the profile store).
+    pub pipeline: PathBuf,
+    /// Address of the query port: `/metrics`, `/ingest`, `/api/v1/profiles/...`, `/healthz`.
+    pub query_listen: SocketAddr,
+    /// Bytes the write-ahead log (`<data_dir>/wal`) may hold; past it senders are told to
+    /// retry later.
+    pub wal_max_bytes: u64,
+    /// Sync every accepted batch to disk before acknowledging it (off only for benchmarks).
+    pub fsync: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            pipeline: PathBuf::new(),
+            query_listen: SocketAddr::from(([0, 0, 0, 0], 7070)),
+            wal_max_bytes: 1024 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
 /// Log output of this process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -226,6 +256,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
+            collector: CollectorConfig::default(),
             log: LogConfig::default(),
         }
     }

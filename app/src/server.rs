@@ -158,34 +158,53 @@ impl Runtime {
         }
     }
 
-    /// Runs the worker pool and the reconciler until SIGTERM or Ctrl-C.
-    pub async fn run_workers(&self, concurrency: usize) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    /// Runs the worker pool and the reconciler until `shutdown`.
+    pub async fn run_workers(&self, concurrency: usize, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.run_background(concurrency, shutdown).await;
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// The worker pool and the reconciler, until `shutdown`.
+    async fn run_background(&self, concurrency: usize, shutdown: Shutdown) {
         let reconciler = tokio::spawn(reconciler::run(
             self.store.clone(),
             self.queue.clone(),
             Duration::from_millis(self.config.jobs.reconcile_interval_ms),
-            stopped(stop_rx.clone()),
+            stopped(shutdown.clone()),
         ));
-        let pool = worker::run(self.worker_context(), concurrency, async {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        pool.await;
+        worker::run(self.worker_context(), concurrency, stopped(shutdown)).await;
         let _ = reconciler.await;
-        self.store.close().await;
-        Ok(())
     }
 }
 
+/// Turns true once SIGTERM or Ctrl-C arrived. Every long-running part of a process waits on
+/// one of these, all fed by [`listen_for_shutdown`], so that a signal arriving while a part is
+/// still starting is not missed by it.
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+/// Starts listening for SIGTERM and Ctrl-C now, before anything else starts.
+pub fn listen_for_shutdown() -> Shutdown {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 /// Resolves when the watch turns true.
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn stopped(mut stop: Shutdown) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Serves the API until SIGTERM or Ctrl-C, then lets in-flight requests finish. With
-/// `workers`, the worker pool and the reconciler run in the same process (`up`).
-pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result<()> {
+/// Serves the API until `shutdown`, then lets in-flight requests finish. With `workers`, the
+/// worker pool and the reconciler run in the same process (`up`).
+pub async fn run_api(
+    runtime: Runtime,
+    workers: Option<usize>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let Runtime {
         config,
         store,
@@ -203,22 +222,8 @@ pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result
         limits,
     };
     let background = workers.map(|concurrency| {
-        let runtime = runtime.clone();
-        tokio::spawn(async move {
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let reconciler = tokio::spawn(reconciler::run(
-                runtime.store.clone(),
-                runtime.queue.clone(),
-                Duration::from_millis(runtime.config.jobs.reconcile_interval_ms),
-                stopped(stop_rx),
-            ));
-            worker::run(runtime.worker_context(), concurrency, async {
-                shutdown_signal().await;
-                let _ = stop_tx.send(true);
-            })
-            .await;
-            let _ = reconciler.await;
-        })
+        let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
+        tokio::spawn(async move { runtime.run_background(concurrency, shutdown).await })
     });
     let app = api::router(state);
     let listener = TcpListener::bind(config.api.listen)
@@ -229,7 +234,7 @@ pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result
     let grace = Duration::from_secs(config.api.shutdown_grace_secs);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        stopped(shutdown).await;
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down: no new connections"
@@ -259,8 +264,43 @@ pub async fn run_api(runtime: Runtime, workers: Option<usize>) -> anyhow::Result
     outcome
 }
 
+/// The collector's settings from the configuration: its pipeline file (or the built-in
+/// default), the write-ahead log under the data directory, the query port.
+pub fn collector_settings(
+    config: &Config,
+) -> anyhow::Result<telemetry::collector::CollectorSettings> {
+    let collector = &config.collector;
+    let text = if collector.pipeline.as_os_str().is_empty() {
+        telemetry::config::DEFAULT_PIPELINE.to_owned()
+    } else {
+        std::fs::read_to_string(&collector.pipeline).with_context(|| {
+            format!(
+                "cannot read the pipeline file {}",
+                collector.pipeline.display()
+            )
+        })?
+    };
+    let pipeline = telemetry::config::PipelineConfig::from_toml_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid collector pipeline: {e}"))?;
+    Ok(telemetry::collector::CollectorSettings {
+        pipeline,
+        data_dir: config.data_dir.clone(),
+        wal_max_bytes: collector.wal_max_bytes,
+        fsync: collector.fsync,
+        query_listen: collector.query_listen,
+    })
+}
+
+/// Runs the collector until `shutdown`.
+pub async fn run_collector(config: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = collector_settings(config)?;
+    telemetry::collector::run(settings, stopped(shutdown))
+        .await
+        .context("collector failed")
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

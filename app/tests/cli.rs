@@ -59,6 +59,8 @@ fn http(
 struct Running {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// The collector's query port (`/metrics`, `/healthz`).
+    query_port: u16,
 }
 
 impl Drop for Running {
@@ -69,11 +71,23 @@ impl Drop for Running {
 }
 
 fn start(args: &[&str], dir: &std::path::Path) -> Running {
+    // The collector inside `up` on free ports, so tests never collide on 4317/4318/7070.
+    let (grpc, http, query_port) = (free_port(), free_port(), free_port());
+    let pipeline = dir.join("pipeline.toml");
+    let text = telemetry::config::DEFAULT_PIPELINE
+        .replace("127.0.0.1:4317", &format!("127.0.0.1:{grpc}"))
+        .replace("127.0.0.1:4318", &format!("127.0.0.1:{http}"));
+    std::fs::write(&pipeline, text).unwrap();
     let mut child = Command::new(BIN)
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "info")
+        .env("FERTIVISION_COLLECTOR__PIPELINE", &pipeline)
+        .env(
+            "FERTIVISION_COLLECTOR__QUERY_LISTEN",
+            format!("127.0.0.1:{query_port}"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -87,7 +101,11 @@ fn start(args: &[&str], dir: &std::path::Path) -> Running {
             }
         }
     });
-    Running { child, stderr: rx }
+    Running {
+        child,
+        stderr: rx,
+        query_port,
+    }
 }
 
 fn wait_healthy(port: u16) {
@@ -129,6 +147,10 @@ fn up_serves_the_api_on_a_fresh_data_directory_and_stops_on_sigterm() {
     };
     let (status, body) = http(port, "GET", "/readyz", None, None).unwrap();
     assert_eq!(status, 200, "{body}");
+    // The collector runs inside `up`: its query port serves its own metrics.
+    let (status, metrics) = http(up.query_port, "GET", "/metrics", None, None).unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("collector_wal_bytes"), "{metrics}");
     let (status, body) = http(
         port,
         "POST",
@@ -171,7 +193,13 @@ fn up_serves_the_api_on_a_fresh_data_directory_and_stops_on_sigterm() {
         if let Some(status) = up.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        if Instant::now() >= deadline {
+            let log: Vec<String> = up.stderr.try_iter().collect();
+            panic!(
+                "no exit within 20 s of SIGTERM; its log:\n{}",
+                log.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
@@ -197,6 +225,9 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["token", "create", "--help"],
+        vec!["worker", "--help"],
+        vec!["collector", "--help"],
+        vec!["loadgen", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -205,7 +236,15 @@ fn every_command_has_help() {
     }
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["up", "serve", "migrate", "token"] {
+    for command in [
+        "up",
+        "serve",
+        "worker",
+        "collector",
+        "loadgen",
+        "migrate",
+        "token",
+    ] {
         assert!(text.contains(command), "{command} in --help");
     }
 }
@@ -252,4 +291,80 @@ fn migrate_then_bad_config_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("clinician"));
+}
+
+#[test]
+fn the_collector_command_takes_load_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http_port, query) = (free_port(), free_port(), free_port());
+    let pipeline = dir.path().join("pipeline.toml");
+    let text = telemetry::config::DEFAULT_PIPELINE
+        .replace("127.0.0.1:4317", &format!("127.0.0.1:{grpc}"))
+        .replace("127.0.0.1:4318", &format!("127.0.0.1:{http_port}"));
+    std::fs::write(&pipeline, text).unwrap();
+    let mut collector = Command::new(BIN)
+        .args(["collector", "--data-dir"])
+        .arg(dir.path())
+        .env("FERTIVISION_COLLECTOR__PIPELINE", &pipeline)
+        .env(
+            "FERTIVISION_COLLECTOR__QUERY_LISTEN",
+            format!("127.0.0.1:{query}"),
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(query, "GET", "/healthz", None, None).is_err() {
+        assert!(Instant::now() < deadline, "the collector did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (protocol, port, signal) in [("grpc", grpc, "traces"), ("http", http_port, "logs")] {
+        let out = Command::new(BIN)
+            .args([
+                "loadgen",
+                "--protocol",
+                protocol,
+                "--signal",
+                signal,
+                "--total",
+                "2000",
+                "--endpoint",
+            ])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{summary} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(summary.contains("acknowledged 2000"), "{summary}");
+    }
+    let (_, metrics) = http(query, "GET", "/metrics", None, None).unwrap();
+    assert!(
+        metrics.contains(r#"collector_accepted_items_total{signal="traces"} 2000"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"collector_accepted_items_total{signal="logs"} 2000"#),
+        "{metrics}"
+    );
+    let pid = collector.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = collector.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -24,11 +24,14 @@ use crate::metrics::CollectorMetrics;
 use crate::pipeline::run_sink;
 use crate::sinks::Sink;
 use crate::sinks::blackhole::Blackhole;
+use crate::sinks::otlp::OtlpSink;
+use crate::sinks::profiles::{self, ProfileStore, ProfilesSink};
 use crate::sinks::prometheus::{
     Exposition, ExpositionFormat, PrometheusSink, PrometheusSinkConfig,
 };
 use crate::sources::otlp_grpc::OtlpGrpc;
 use crate::sources::otlp_http::{self, HttpLimits};
+use crate::sources::pyroscope;
 use crate::topology::{Chain, plan};
 use crate::wal::{Wal, WalConfig};
 
@@ -37,8 +40,9 @@ use crate::wal::{Wal, WalConfig};
 pub struct CollectorSettings {
     /// The validated pipeline.
     pub pipeline: ValidatedPipeline,
-    /// Directory of the write-ahead log.
-    pub wal_dir: PathBuf,
+    /// Directory of the collector's state: the write-ahead log in `wal/`, the profile store
+    /// in `profiles/`.
+    pub data_dir: PathBuf,
     /// Bytes the log may hold before senders are refused with retry information.
     pub wal_max_bytes: u64,
     /// Whether appends are synced to disk before they are acknowledged (off only for
@@ -53,7 +57,7 @@ pub struct CollectorSettings {
 pub enum CollectorError {
     /// A sink or source type of the config that this build does not implement yet.
     #[error(
-        "{component}: type '{kind}' is not built yet (built: sources otlp_grpc and otlp_http; sinks prometheus and blackhole)"
+        "{component}: type '{kind}' is not built yet (built sinks: prometheus, profiles, otlp, blackhole; log_index and span_index come with the index)"
     )]
     NotBuilt {
         /// `sinks.NAME` or `sources.NAME`.
@@ -77,6 +81,9 @@ pub enum CollectorError {
     Sink(String),
 }
 
+/// How long one forwarded export may take before it is retried.
+const OTLP_FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 struct QueryState {
     expositions: Arc<Vec<Exposition>>,
@@ -99,6 +106,8 @@ pub async fn run(
     // Sinks first: a type this build lacks is a start-up error, before any port is bound.
     let mut sinks: Vec<(String, Box<dyn Sink>)> = Vec::new();
     let mut expositions = Vec::new();
+    // Routes that sinks add to the query port (the profile store's API).
+    let mut extra_routes: Router = Router::new();
     for (name, sink) in pipeline.sinks() {
         let built: Box<dyn Sink> = match &sink.options {
             SinkOptions::Prometheus(options) => {
@@ -117,6 +126,21 @@ pub async fn run(
                 expositions.push(exposition);
                 Box::new(prometheus)
             }
+            SinkOptions::Profiles(options) => {
+                let dir = settings.data_dir.join("profiles");
+                let store = ProfileStore::open(&dir, options.into()).map_err(|e| {
+                    CollectorError::Sink(format!(
+                        "sinks.{name}: cannot open {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                extra_routes = extra_routes.merge(profiles::router(store.clone()));
+                Box::new(ProfilesSink::new(store))
+            }
+            SinkOptions::Otlp(options) => Box::new(
+                OtlpSink::new(&options.endpoint, OTLP_FORWARD_TIMEOUT)
+                    .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
+            ),
             SinkOptions::Blackhole(_) => Box::new(Blackhole::new()),
             other => {
                 return Err(CollectorError::NotBuilt {
@@ -127,22 +151,12 @@ pub async fn run(
         };
         sinks.push((name.clone(), built));
     }
-    for (name, source) in pipeline.sources() {
-        if let SourceConfig::Pyroscope(_) = source {
-            return Err(CollectorError::NotBuilt {
-                component: format!("sources.{name}"),
-                kind: source.type_name(),
-            });
-        }
-    }
-
     let wal = Arc::new(
         Wal::open(WalConfig {
-            dir: settings.wal_dir.clone(),
             sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),
             max_bytes: settings.wal_max_bytes,
             fsync: settings.fsync,
-            ..WalConfig::new(settings.wal_dir.clone())
+            ..WalConfig::new(settings.data_dir.join("wal"))
         })
         .await?,
     );
@@ -154,6 +168,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
+    let mut query = extra_routes;
     for (name, source) in pipeline.sources() {
         match source {
             SourceConfig::OtlpGrpc(grpc) => {
@@ -178,16 +193,20 @@ pub async fn run(
                 let app = otlp_http::router(ingest.clone(), HttpLimits::default());
                 serve(&mut servers, listener, app, stop_rx.clone());
             }
-            SourceConfig::Pyroscope(_) => unreachable!("refused above"),
+            SourceConfig::Pyroscope(_) => {
+                tracing::info!(source = %name, "pyroscope /ingest on the query port");
+                query = query.merge(pyroscope::router(ingest.clone()));
+            }
         }
     }
-    let query = Router::new()
+    let own_routes = Router::new()
         .route("/metrics", get(metrics_endpoint))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(QueryState {
             expositions: Arc::new(expositions),
             registry: Arc::new(registry),
         });
+    let query = query.merge(own_routes);
     let query_listener = bind(settings.query_listen).await?;
     tracing::info!(address = %settings.query_listen, "collector query port listening");
     serve(&mut servers, query_listener, query, stop_rx.clone());

@@ -43,7 +43,8 @@ use crate::transforms::redact::Redact;
 
 /// The pipeline of `fertivision up`: the OTLP receivers on loopback and the Pyroscope
 /// `/ingest` endpoint, personal health information redacted from everything, then the
-/// Prometheus endpoint, the profile store and the log and span indexes.
+/// Prometheus endpoint and the profile store. (The log and span index sinks, `log_index` and
+/// `span_index`, join it when the index is built.)
 pub const DEFAULT_PIPELINE: &str = r#"# The collector pipeline of `fertivision up`.
 
 [sources.otlp_grpc]
@@ -69,14 +70,6 @@ inputs = ["redact"]
 
 [sinks.profiles]
 type = "profiles"
-inputs = ["redact"]
-
-[sinks.logs]
-type = "log_index"
-inputs = ["redact"]
-
-[sinks.spans]
-type = "span_index"
 inputs = ["redact"]
 "#;
 

@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
+use crate::batch::Profile;
 use crate::metrics::{CollectorMetrics, RefusalLabels, SignalLabels};
 use crate::wal::{AppendError, Signal, Wal};
 
@@ -208,6 +209,15 @@ impl Ingest {
             .sum();
         self.append(Signal::Logs, items, request.encode_to_vec(), rejected)
             .await
+    }
+
+    /// A pprof profile (Pyroscope `/ingest`), stored as [`crate::batch::encode_profile`]
+    /// writes it.
+    pub async fn profile(&self, profile: Profile) -> Result<(), IngestError> {
+        let encoded = crate::batch::encode_profile(&profile).to_vec();
+        self.append(Signal::Profiles, 1, encoded, Rejections::default())
+            .await
+            .map(|_| ())
     }
 
     async fn append(

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod collector;
 pub mod config;
 pub mod ingest;
+pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod sinks;

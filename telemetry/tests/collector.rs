@@ -109,7 +109,7 @@ async fn otlp_in_prometheus_out_through_the_log() {
     .unwrap();
     let settings = CollectorSettings {
         pipeline,
-        wal_dir: dir.path().join("wal"),
+        data_dir: dir.path().to_path_buf(),
         wal_max_bytes: 64 * 1024 * 1024,
         fsync: true,
         query_listen: query,

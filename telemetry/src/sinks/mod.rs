@@ -11,6 +11,8 @@ use std::pin::Pin;
 use crate::batch::Batch;
 
 pub mod blackhole;
+pub mod otlp;
+pub mod profiles;
 
 /// A sink's failure. `retryable` failures are retried from the same log position (nothing is
 /// skipped); others are counted as dropped and logged.

@@ -2,3 +2,4 @@
 
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod pyroscope;
