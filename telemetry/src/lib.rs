@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod collector;
 pub mod config;
+pub mod decode;
 pub mod ingest;
 pub mod loadgen;
 pub mod metrics;

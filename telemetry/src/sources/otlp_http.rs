@@ -231,7 +231,11 @@ fn content_type(headers: &HeaderMap) -> Option<Encoding> {
 }
 
 /// Inflates a gzip body, refusing to produce more than `max` bytes.
-fn decompress(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (StatusCode, String)> {
+pub(crate) fn decompress(
+    headers: &HeaderMap,
+    body: Bytes,
+    max: usize,
+) -> Result<Bytes, (StatusCode, String)> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

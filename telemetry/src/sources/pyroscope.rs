@@ -134,7 +134,7 @@ async fn body(request: Request) -> Result<Bytes, Response> {
 }
 
 /// `app{k=v,k2=v2}` into the service name and sorted labels.
-fn parse_name(name: Option<&str>) -> Result<(String, Vec<(String, String)>), String> {
+pub(crate) fn parse_name(name: Option<&str>) -> Result<(String, Vec<(String, String)>), String> {
     let name = name
         .filter(|n| !n.trim().is_empty())
         .ok_or("the name parameter is required, e.g. name=fertivision-api{instance=a}")?;
