@@ -177,7 +177,7 @@ pub async fn run(
                 let routes = OtlpGrpc::new(ingest.clone()).router();
                 let stopped = wait(stop_rx.clone());
                 servers.spawn(async move {
-                    let incoming = tokio_stream_of(listener);
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
                     if let Err(error) = tonic::transport::Server::builder()
                         .add_routes(routes)
                         .serve_with_incoming_shutdown(incoming, stopped)
@@ -310,14 +310,4 @@ async fn metrics_endpoint(
         out.push_str("# EOF\n");
     }
     ([(header::CONTENT_TYPE, format.content_type())], out)
-}
-
-/// The listener as a stream of accepted connections (tonic serves a stream).
-fn tokio_stream_of(
-    listener: tokio::net::TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| stream);
-        Some((accepted, listener))
-    })
 }

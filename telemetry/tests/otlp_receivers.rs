@@ -376,7 +376,7 @@ async fn a_full_log_refuses_with_retry_information_on_both_protocols() {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming(tokio_stream_from(listener))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await
             .unwrap();
     });
@@ -406,7 +406,7 @@ async fn grpc_accepts_traces_and_reports_partial_success() {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming(tokio_stream_from(listener))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await
             .unwrap();
     });
@@ -441,14 +441,4 @@ async fn connect(address: std::net::SocketAddr) -> TraceServiceClient<tonic::tra
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gRPC server did not start");
-}
-
-/// The listener as the stream of connections tonic serves.
-fn tokio_stream_from(
-    listener: tokio::net::TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| stream);
-        Some((accepted, listener))
-    })
 }
