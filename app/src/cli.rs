@@ -160,6 +160,12 @@ async fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         report.elapsed.as_secs_f64(),
         report.acknowledged_per_sec
     );
+    if report.refusals_without_retry_info > 0 {
+        println!(
+            "{} refusals named no retry delay; waited 1 s each",
+            report.refusals_without_retry_info
+        );
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use crate::metrics::CollectorMetrics;
 use crate::pipeline::run_sink;
 use crate::sinks::Sink;
 use crate::sinks::blackhole::Blackhole;
+use crate::sinks::file::FileSink;
 use crate::sinks::otlp::OtlpSink;
 use crate::sinks::profiles::{self, ProfileStore, ProfilesSink};
 use crate::sinks::prometheus::{
@@ -57,7 +58,7 @@ pub struct CollectorSettings {
 pub enum CollectorError {
     /// A sink or source type of the config that this build does not implement yet.
     #[error(
-        "{component}: type '{kind}' is not built yet (built sinks: prometheus, profiles, otlp, blackhole; log_index and span_index come with the index)"
+        "{component}: type '{kind}' is not built yet (built sinks: prometheus, profiles, otlp, file, blackhole; log_index and span_index come with the index)"
     )]
     NotBuilt {
         /// `sinks.NAME` or `sources.NAME`.
@@ -141,7 +142,17 @@ pub async fn run(
                 OtlpSink::new(&options.endpoint, OTLP_FORWARD_TIMEOUT)
                     .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
             ),
-            SinkOptions::Blackhole(_) => Box::new(Blackhole::new()),
+            SinkOptions::Blackhole(options) => Box::new(match options.rate {
+                Some(rate) => Blackhole::with_rate(rate),
+                None => Blackhole::new(),
+            }),
+            SinkOptions::File(options) => {
+                let path = settings.data_dir.join(&options.path);
+                Box::new(
+                    FileSink::open(&path)
+                        .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
+                )
+            }
             other => {
                 return Err(CollectorError::NotBuilt {
                     component: format!("sinks.{name}"),

@@ -273,6 +273,8 @@ pub enum SinkOptions {
     Otlp(OtlpSinkConfig),
     /// Discards everything (benchmarks).
     Blackhole(BlackholeSinkConfig),
+    /// Appends OTLP/JSON lines to a file, exactly once across crashes.
+    File(FileSinkConfig),
     /// The tantivy log index (logs only).
     LogIndex(LogIndexSinkConfig),
     /// The tantivy span index behind the Jaeger-compatible API (traces only).
@@ -327,10 +329,23 @@ pub struct OtlpSinkConfig {
     pub endpoint: String,
 }
 
-/// `type = "blackhole"`: no options.
+/// `type = "blackhole"`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BlackholeSinkConfig {}
+pub struct BlackholeSinkConfig {
+    /// Items per second the sink takes at most (as Vector's blackhole `rate`), to model a slow
+    /// backend; none: as fast as they come.
+    #[serde(default)]
+    pub rate: Option<u64>,
+}
+
+/// `type = "file"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file; a relative path is under the collector's data directory.
+    pub path: std::path::PathBuf,
+}
 
 /// `type = "log_index"`: no options yet.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -381,6 +396,7 @@ impl SinkOptions {
             SinkOptions::Profiles(_) => "profiles",
             SinkOptions::Otlp(_) => "otlp",
             SinkOptions::Blackhole(_) => "blackhole",
+            SinkOptions::File(_) => "file",
             SinkOptions::LogIndex(_) => "log_index",
             SinkOptions::SpanIndex(_) => "span_index",
         }
@@ -393,7 +409,10 @@ impl SinkOptions {
 
     /// Whether it writes profiles.
     pub fn accepts_profiles(&self) -> bool {
-        matches!(self, SinkOptions::Profiles(_) | SinkOptions::Blackhole(_))
+        matches!(
+            self,
+            SinkOptions::Profiles(_) | SinkOptions::Blackhole(_) | SinkOptions::File(_)
+        )
     }
 }
 
@@ -837,7 +856,19 @@ fn check_sink_options(component: &str, options: &SinkOptions, problems: &mut Vec
                 ));
             }
         }
-        SinkOptions::Blackhole(_) | SinkOptions::LogIndex(_) | SinkOptions::SpanIndex(_) => {}
+        SinkOptions::Blackhole(blackhole) => {
+            if blackhole.rate == Some(0) {
+                problems.push(format!(
+                    "{component}: rate must be at least 1 item per second"
+                ));
+            }
+        }
+        SinkOptions::File(file) => {
+            if file.path.as_os_str().is_empty() || file.path.ends_with("..") {
+                problems.push(format!("{component}: path must name a file"));
+            }
+        }
+        SinkOptions::LogIndex(_) | SinkOptions::SpanIndex(_) => {}
     }
 }
 

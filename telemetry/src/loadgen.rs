@@ -149,6 +149,8 @@ pub struct LoadgenReport {
     pub failed_items: u64,
     /// Requests sent, resends included.
     pub requests: u64,
+    /// Refusals that named no retry delay (no `Retry-After`, no `RetryInfo`).
+    pub refusals_without_retry_info: u64,
     /// Time since the run started.
     pub elapsed: Duration,
     /// `acknowledged_items / elapsed`.
@@ -303,6 +305,7 @@ struct Tally {
     refused_items: u64,
     failed_items: u64,
     requests: u64,
+    refusals_without_retry_info: u64,
     acknowledged_ids: SeqRanges,
 }
 
@@ -316,6 +319,7 @@ fn snapshot(tally: &Mutex<Tally>, start: Instant, last: bool) -> LoadgenReport {
         refused_items: tally.refused_items,
         failed_items: tally.failed_items,
         requests: tally.requests,
+        refusals_without_retry_info: tally.refusals_without_retry_info,
         elapsed,
         acknowledged_per_sec: if seconds > 0.0 {
             tally.acknowledged_items as f64 / seconds
@@ -465,8 +469,8 @@ impl Sender {
 enum Outcome {
     /// Accepted; `rejected` items were dropped by its partial success.
     Accepted { rejected: u64 },
-    /// Refused for now: resend after the delay.
-    Refused { retry_after: Duration },
+    /// Refused for now: resend after the delay the collector named, if it named one.
+    Refused { retry_after: Option<Duration> },
     /// Any other error.
     Failed,
 }
@@ -499,7 +503,11 @@ async fn send_batch(
                 return;
             }
             Outcome::Refused { retry_after } => {
-                count(&|t| t.refused_items += batch.len);
+                count(&|t| {
+                    t.refused_items += batch.len;
+                    t.refusals_without_retry_info += u64::from(retry_after.is_none());
+                });
+                let retry_after = retry_after.unwrap_or(DEFAULT_RETRY_DELAY);
                 // Hold the request slot while waiting, so that a full collector slows the
                 // whole run down instead of being sent new batches.
                 let retry_at = Instant::now() + retry_after.min(MAX_RETRY_DELAY);
@@ -571,8 +579,7 @@ async fn export_grpc(channel: Channel, request: &ExportRequest) -> Outcome {
         Err(status) if status.code() == tonic::Code::ResourceExhausted => Outcome::Refused {
             retry_after: status
                 .get_details_retry_info()
-                .and_then(|info| info.retry_delay)
-                .unwrap_or(DEFAULT_RETRY_DELAY),
+                .and_then(|info| info.retry_delay),
         },
         Err(status) => {
             tracing::debug!(code = ?status.code(), message = status.message(), "export failed");
@@ -612,7 +619,7 @@ async fn export_http(
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_RETRY_DELAY, Duration::from_secs);
+            .map(Duration::from_secs);
         return Outcome::Refused { retry_after };
     }
     if !status.is_success() {

@@ -1,9 +1,16 @@
 //! Runs one sink off the write-ahead log: read from the sink's checkpoint, decode, run the
-//! batch through each of the sink's paths ([`Chain`]s) that carries it, write (retrying what the sink says may succeed later), and commit
-//! the position. Each sink has its own reader, so a slow sink falls behind on its own instead
-//! of holding the others back; what it had not committed is replayed after a crash
-//! (at-least-once: sinks that must count exactly once remember the last position they stored).
+//! batch through each of the sink's paths ([`Chain`]s) that carries it, write (retrying what
+//! the sink says may succeed later), and commit: first the sink ([`Sink::commit`]), then the
+//! sink's checkpoint in the log. Each sink has its own reader, so a slow sink falls behind on
+//! its own instead of holding the others back.
+//!
+//! After a crash the log is replayed from the checkpoint: at least once. A sink that stores its
+//! position with its data gets exactly once: records at or before its
+//! [`Sink::durable_position`] are skipped. The checkpoint never passes a record whose data a
+//! transform still holds (a trace waiting for its sampling decision), so held data is replayed,
+//! not lost.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,9 +41,11 @@ pub async fn run_sink(
     let mut stopping = stop.clone();
     let labels = SinkLabels { sink: name.clone() };
     let counters = SinkCounters::new(&metrics, &labels);
-    let mut uncommitted: Option<Lsn> = None;
-    let mut since_commit = 0u64;
-    let mut last_commit = Instant::now();
+    let stored = sink.durable_position();
+    if let Some(stored) = stored {
+        tracing::info!(sink = %name, position = %stored, "sink resumes after its stored position");
+    }
+    let mut progress = Progress::default();
     let mut tick = tokio::time::interval(COMMIT_EVERY);
     loop {
         let record = tokio::select! {
@@ -46,7 +55,7 @@ pub async fn run_sink(
                 for batch in due {
                     write(&name, sink.as_mut(), batch, &counters, &stop).await;
                 }
-                commit(&name, &mut reader, &mut uncommitted, &mut since_commit, &mut last_commit).await;
+                progress.commit(&name, held_since(&chains), sink.as_mut(), &mut reader).await;
                 continue;
             }
             () = stopped(&mut stopping) => break,
@@ -59,47 +68,100 @@ pub async fn run_sink(
                 continue;
             }
         };
-        match Batch::decode(&record) {
-            Ok(batch) => {
-                let now = Instant::now();
-                let outputs: Vec<Batch> = match chains.as_mut_slice() {
-                    // The common case: one path, no copy of the batch.
-                    [chain] => chain.apply(batch, now),
-                    chains => chains
-                        .iter_mut()
-                        .flat_map(|c| c.apply(batch.clone(), now))
-                        .collect(),
-                };
-                for batch in outputs {
-                    write(&name, sink.as_mut(), batch, &counters, &stop).await;
+        let now = Instant::now();
+        if stored.is_some_and(|stored| record.lsn <= stored) {
+            // The sink stored this record before the crash or stop.
+        } else {
+            match Batch::decode(&record) {
+                Ok(batch) => {
+                    let outputs: Vec<Batch> = match chains.as_mut_slice() {
+                        // The common case: one path, no copy of the batch.
+                        [chain] => chain.apply(batch, now),
+                        chains => chains
+                            .iter_mut()
+                            .flat_map(|c| c.apply(batch.clone(), now))
+                            .collect(),
+                    };
+                    for batch in outputs {
+                        write(&name, sink.as_mut(), batch, &counters, &stop).await;
+                    }
+                }
+                Err(error) => {
+                    counters.dropped.inc();
+                    tracing::warn!(sink = %name, %error, "log record skipped");
                 }
             }
-            Err(error) => {
-                counters.dropped.inc();
-                tracing::warn!(sink = %name, %error, "log record skipped");
-            }
         }
-        uncommitted = Some(record.lsn);
-        since_commit += 1;
-        if since_commit >= COMMIT_RECORDS || last_commit.elapsed() >= COMMIT_EVERY {
-            commit(
-                &name,
-                &mut reader,
-                &mut uncommitted,
-                &mut since_commit,
-                &mut last_commit,
-            )
-            .await;
+        progress.read(record.lsn, now);
+        if progress.due() {
+            progress
+                .commit(&name, held_since(&chains), sink.as_mut(), &mut reader)
+                .await;
         }
     }
-    commit(
-        &name,
-        &mut reader,
-        &mut uncommitted,
-        &mut since_commit,
-        &mut last_commit,
-    )
-    .await;
+    progress
+        .commit(&name, held_since(&chains), sink.as_mut(), &mut reader)
+        .await;
+}
+
+/// When the oldest data any chain holds arrived.
+fn held_since(chains: &[Chain]) -> Option<Instant> {
+    chains.iter().filter_map(Chain::held_since).min()
+}
+
+/// Records read and not committed yet, with when each was read.
+struct Progress {
+    read: VecDeque<(Instant, Lsn)>,
+    last_commit: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            read: VecDeque::new(),
+            last_commit: Instant::now(),
+        }
+    }
+}
+
+impl Progress {
+    fn read(&mut self, lsn: Lsn, at: Instant) {
+        self.read.push_back((at, lsn));
+    }
+
+    fn due(&self) -> bool {
+        self.read.len() as u64 >= COMMIT_RECORDS || self.last_commit.elapsed() >= COMMIT_EVERY
+    }
+
+    /// Commits the sink and then its checkpoint up to the newest record read before
+    /// `held_since` (when the oldest data the chains still hold arrived). On failure nothing moves; the next commit tries again.
+    async fn commit(
+        &mut self,
+        name: &str,
+        held_since: Option<Instant>,
+        sink: &mut dyn Sink,
+        reader: &mut WalReader,
+    ) {
+        let done = self
+            .read
+            .iter()
+            .take_while(|(at, _)| held_since.is_none_or(|held| *at < held))
+            .count();
+        if done == 0 {
+            return;
+        }
+        let (_, lsn) = self.read[done - 1];
+        if let Err(error) = sink.commit(lsn).await {
+            tracing::warn!(sink = name, %error, "sink commit failed; will retry");
+            return;
+        }
+        if let Err(error) = reader.commit(lsn).await {
+            tracing::warn!(sink = name, %error, "checkpoint not written; records will be replayed");
+            return;
+        }
+        self.read.drain(..done);
+        self.last_commit = Instant::now();
+    }
 }
 
 /// Resolves when the stop flag turns true (mapped to `()`: the guard `wait_for` returns is
@@ -166,21 +228,196 @@ async fn write(
     }
 }
 
-async fn commit(
-    name: &str,
-    reader: &mut WalReader,
-    uncommitted: &mut Option<Lsn>,
-    since_commit: &mut u64,
-    last_commit: &mut Instant,
-) {
-    let Some(lsn) = uncommitted.take() else {
-        return;
-    };
-    if let Err(error) = reader.commit(lsn).await {
-        tracing::warn!(sink = name, %error, "checkpoint not written; records will be replayed");
-        *uncommitted = Some(lsn);
-        return;
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+
+    use super::*;
+    use crate::sinks::{BoxFuture, SinkError};
+    use crate::topology::Path;
+    use crate::transforms::Transform;
+    use crate::wal::{Signal, Wal, WalConfig};
+
+    fn log(body: &str) -> Bytes {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(body.to_owned())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Bytes::from(request.encode_to_vec())
     }
-    *since_commit = 0;
-    *last_commit = Instant::now();
+
+    fn body(batch: &Batch) -> String {
+        let Batch::Logs(request) = batch else {
+            panic!("logs expected")
+        };
+        match &request.resource_logs[0].scope_logs[0].log_records[0].body {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => s.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Records bodies and commits; may report a stored position.
+    #[derive(Default, Clone)]
+    struct Recording {
+        bodies: Arc<Mutex<Vec<String>>>,
+        commits: Arc<Mutex<Vec<Lsn>>>,
+        stored: Option<Lsn>,
+    }
+
+    impl Sink for Recording {
+        fn write(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), SinkError>> {
+            self.bodies.lock().unwrap().push(body(&batch));
+            Box::pin(async { Ok(()) })
+        }
+        fn commit(&mut self, position: Lsn) -> BoxFuture<'_, Result<(), SinkError>> {
+            self.commits.lock().unwrap().push(position);
+            Box::pin(async { Ok(()) })
+        }
+        fn durable_position(&self) -> Option<Lsn> {
+            self.stored
+        }
+    }
+
+    /// Holds the first batch until `release` is set.
+    struct HoldFirst {
+        held: Option<(Instant, Batch)>,
+        seen_any: bool,
+        release: Arc<AtomicBool>,
+    }
+
+    impl Transform for HoldFirst {
+        fn apply(&mut self, batch: Batch, now: Instant) -> Vec<Batch> {
+            if self.seen_any {
+                return vec![batch];
+            }
+            self.seen_any = true;
+            self.held = Some((now, batch));
+            Vec::new()
+        }
+        fn flush_due(&mut self, _now: Instant) -> Vec<Batch> {
+            if self.release.load(Ordering::SeqCst) {
+                self.held.take().map(|(_, b)| b).into_iter().collect()
+            } else {
+                Vec::new()
+            }
+        }
+        fn held_since(&self) -> Option<Instant> {
+            self.held.as_ref().map(|(at, _)| *at)
+        }
+    }
+
+    fn straight(transforms: &[&str]) -> Path {
+        Path {
+            sources: vec!["in".into()],
+            transforms: transforms.iter().map(|t| (*t).to_owned()).collect(),
+            carries_otlp: true,
+            carries_profiles: false,
+        }
+    }
+
+    async fn wal_with(dir: &std::path::Path, records: usize) -> Arc<Wal> {
+        let wal = Wal::open(WalConfig {
+            sinks: vec!["s".into()],
+            ..WalConfig::new(dir.join("wal"))
+        })
+        .await
+        .unwrap();
+        for i in 1..=records {
+            wal.append(Signal::Logs, log(&format!("r{i}")))
+                .await
+                .unwrap();
+        }
+        Arc::new(wal)
+    }
+
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn records_at_or_before_the_sinks_stored_position_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with(dir.path(), 10).await;
+        let sink = Recording {
+            stored: Some(Lsn(6)),
+            ..Recording::default()
+        };
+        let (stop, stopped) = watch::channel(false);
+        let runner = tokio::spawn(run_sink(
+            "s".into(),
+            wal.reader("s").unwrap(),
+            vec![Chain::from_parts(straight(&[]), Vec::new())],
+            Box::new(sink.clone()),
+            Arc::default(),
+            stopped,
+        ));
+        until("the commit of record 10", || {
+            sink.commits.lock().unwrap().contains(&Lsn(10))
+        })
+        .await;
+        stop.send(true).unwrap();
+        runner.await.unwrap();
+        assert_eq!(*sink.bodies.lock().unwrap(), ["r7", "r8", "r9", "r10"]);
+        assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(10));
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_waits_for_data_a_transform_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with(dir.path(), 5).await;
+        let sink = Recording::default();
+        let release = Arc::new(AtomicBool::new(false));
+        let hold = HoldFirst {
+            held: None,
+            seen_any: false,
+            release: Arc::clone(&release),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let runner = tokio::spawn(run_sink(
+            "s".into(),
+            wal.reader("s").unwrap(),
+            vec![Chain::from_parts(straight(&["hold"]), vec![Box::new(hold)])],
+            Box::new(sink.clone()),
+            Arc::default(),
+            stopped,
+        ));
+        until("records 2 to 5", || sink.bodies.lock().unwrap().len() == 4).await;
+        // Two commit periods pass; record 1 is still held, so nothing may be committed.
+        tokio::time::sleep(2 * COMMIT_EVERY).await;
+        assert!(sink.commits.lock().unwrap().is_empty());
+        assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(0));
+
+        release.store(true, Ordering::SeqCst);
+        until("the commit of record 5", || {
+            sink.commits.lock().unwrap().contains(&Lsn(5))
+        })
+        .await;
+        stop.send(true).unwrap();
+        runner.await.unwrap();
+        assert_eq!(*sink.bodies.lock().unwrap(), ["r2", "r3", "r4", "r5", "r1"]);
+        assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(5));
+    }
 }

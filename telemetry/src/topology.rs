@@ -185,6 +185,13 @@ impl Chain {
         run(&mut self.transforms, vec![batch], now)
     }
 
+    /// When the oldest data any of the transforms holds arrived (see
+    /// [`Transform::held_since`]). Data one transform releases into a later one that holds it
+    /// again counts from its release, so the guarantee covers one holding transform per path.
+    pub fn held_since(&self) -> Option<Instant> {
+        self.transforms.iter().filter_map(|t| t.held_since()).min()
+    }
+
     /// Releases what the transforms held back and is due at `now`, each release going
     /// through the transforms after the one that held it.
     pub fn flush_due(&mut self, now: Instant) -> Vec<Batch> {

@@ -180,7 +180,7 @@ fn unknown_type_names_the_component() {
     assert_eq!(
         found,
         [
-            "sinks.metrics: unknown variant `prometheuss`, expected one of `prometheus`, `profiles`, `otlp`, `blackhole`, `log_index`, `span_index`"
+            "sinks.metrics: unknown variant `prometheuss`, expected one of `prometheus`, `profiles`, `otlp`, `blackhole`, `file`, `log_index`, `span_index`"
         ]
     );
     let found = problems(&example_with(r#"type = "redact""#, r#"type = "scrub""#));

@@ -9,8 +9,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::Batch;
+use crate::wal::Lsn;
 
 pub mod blackhole;
+pub mod file;
 pub mod otlp;
 pub mod profiles;
 
@@ -29,8 +31,34 @@ pub struct SinkError {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A destination.
+///
+/// The pipeline calls [`Sink::write`] for each batch, then, every few hundred records or half
+/// a second, [`Sink::commit`] with the log position up to which every record's output has
+/// been written, and only after that succeeds moves the sink's checkpoint in the log. After a
+/// crash the log is replayed from the checkpoint, so a sink sees again what it had not
+/// committed: delivery is at least once.
+///
+/// A sink that stores its own position together with its data (atomically, in its
+/// `commit`) and reports it from [`Sink::durable_position`] gets every record exactly once:
+/// the pipeline skips the records at or before that position. (Exactly once holds when no
+/// transform on the sink's paths holds data back; behind `sample`, a kept trace may be
+/// written again after a crash.)
 pub trait Sink: Send {
-    /// Writes one batch. The pipeline commits the batch's log position only after this
-    /// returns `Ok`, so a sink must not acknowledge what it has not made durable or visible.
+    /// Writes one batch. A sink must not report success for what it could not take; it may
+    /// buffer what it took until [`Sink::commit`].
     fn write(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), SinkError>>;
+
+    /// Makes everything written so far durable (or visible), recording `position` with it
+    /// if the sink keeps its own position. The log's checkpoint for this sink moves to
+    /// `position` only after this returns `Ok`.
+    fn commit(&mut self, position: Lsn) -> BoxFuture<'_, Result<(), SinkError>> {
+        let _ = position;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The position stored with the sink's own data at start: records at or before it are
+    /// not written again. `None` for sinks that keep no position.
+    fn durable_position(&self) -> Option<Lsn> {
+        None
+    }
 }

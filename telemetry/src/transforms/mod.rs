@@ -17,4 +17,10 @@ pub trait Transform: Send {
         let _ = now;
         Vec::new()
     }
+    /// When the oldest data still held arrived: the `now` of the [`Transform::apply`] that
+    /// brought it. The pipeline does not move the log's checkpoint past records read at or
+    /// after that time, so what is held is replayed after a crash instead of lost.
+    fn held_since(&self) -> Option<Instant> {
+        None
+    }
 }

@@ -459,6 +459,14 @@ impl Transform for TailSample {
         self.decide_due(now, &mut out);
         out.into_batches()
     }
+
+    fn held_since(&self) -> Option<Instant> {
+        // `by_age` is in arrival order; its first entry of a pending trace is the oldest.
+        self.by_age
+            .iter()
+            .find(|(first_seen, id)| self.is_pending(*first_seen, *id))
+            .map(|(first_seen, _)| *first_seen)
+    }
 }
 
 #[cfg(test)]
@@ -797,6 +805,19 @@ mod tests {
         sample.apply(traces("api", vec![span(1, 2, 1, 1), span(2, 2, 1, 1)]), t0);
         assert_eq!(names(&sample.flush_all()), ["span 2", "span 2"]);
         assert_eq!(sample.pending_traces(), 0);
+    }
+
+    #[test]
+    fn held_since_is_the_arrival_of_the_oldest_pending_trace() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        let mut sample = TailSample::new(&config(1.0));
+        assert_eq!(sample.held_since(), None);
+        sample.apply(traces("api", vec![span(1, 2, 1, 1)]), t0);
+        sample.apply(traces("api", vec![span(2, 2, 1, 1)]), t1);
+        assert_eq!(sample.held_since(), Some(t0));
+        sample.flush_all();
+        assert_eq!(sample.held_since(), None);
     }
 
     #[test]
