@@ -34,7 +34,7 @@ use crate::sources::otlp_grpc::OtlpGrpc;
 use crate::sources::otlp_http::{self, HttpLimits};
 use crate::sources::pyroscope;
 use crate::topology::{Chain, plan};
-use crate::wal::{Wal, WalConfig};
+use crate::wal::{Lsn, Wal, WalConfig};
 
 /// Where and how the collector runs.
 #[derive(Debug, Clone)]
@@ -167,6 +167,11 @@ pub async fn run(
             sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),
             max_bytes: settings.wal_max_bytes,
             fsync: settings.fsync,
+            lsn_floor: sinks
+                .iter()
+                .filter_map(|(_, sink)| sink.durable_position())
+                .max()
+                .unwrap_or(Lsn::ZERO),
             ..WalConfig::new(settings.data_dir.join("wal"))
         })
         .await?,

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::batch::Profile;
 use crate::metrics::{CollectorMetrics, RefusalLabels, SignalLabels};
@@ -25,6 +26,10 @@ pub struct IngestLimits {
     pub max_attributes: usize,
     /// Bytes of one attribute value or log body (strings and bytes, nested values included).
     pub max_value_bytes: usize,
+    /// Export requests being received, decoded and appended at once, over every protocol;
+    /// more are refused with a retry delay before their bodies are read (see
+    /// [`crate::sources::admission`]).
+    pub max_in_flight: usize,
 }
 
 impl Default for IngestLimits {
@@ -32,6 +37,7 @@ impl Default for IngestLimits {
         Self {
             max_attributes: 128,
             max_value_bytes: 64 * 1024,
+            max_in_flight: 32,
         }
     }
 }
@@ -68,15 +74,41 @@ pub struct Ingest {
     wal: Arc<Wal>,
     limits: IngestLimits,
     metrics: Arc<CollectorMetrics>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A request's place among the ones in flight; the place is free again when it is dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    _place: OwnedSemaphorePermit,
 }
 
 impl Ingest {
     /// Ingest into `wal` with `limits`, counting into `metrics`.
     pub fn new(wal: Arc<Wal>, limits: IngestLimits, metrics: Arc<CollectorMetrics>) -> Self {
         Self {
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
             wal,
             limits,
             metrics,
+        }
+    }
+
+    /// A place for one more request of `signal`, or `None` (counted as refused, reason
+    /// `busy`) when [`IngestLimits::max_in_flight`] requests are in flight.
+    pub fn admit(&self, signal: Signal) -> Option<Admitted> {
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(place) => Some(Admitted { _place: place }),
+            Err(_) => {
+                self.metrics
+                    .refused_requests
+                    .get_or_create(&RefusalLabels {
+                        signal: signal.into(),
+                        reason: "busy",
+                    })
+                    .inc();
+                None
+            }
         }
     }
 

@@ -49,7 +49,7 @@ pub struct SignalLabels {
 pub struct RefusalLabels {
     /// The signal.
     pub signal: SignalLabel,
-    /// `log_full`, `too_large` or `unavailable`.
+    /// `log_full`, `too_large`, `unavailable`, or `busy` (too many requests in flight).
     pub reason: &'static str,
 }
 

@@ -32,6 +32,7 @@ async fn wal(dir: &std::path::Path, max_bytes: u64) -> Arc<Wal> {
             max_record_bytes: 4 * 1024 * 1024,
             fsync: true,
             sinks: vec!["test".to_owned()],
+            ..WalConfig::new(dir)
         })
         .await
         .unwrap(),
@@ -231,6 +232,7 @@ async fn http_refuses_bad_input_with_clear_errors() {
         IngestLimits {
             max_attributes: 4,
             max_value_bytes: 64,
+            ..IngestLimits::default()
         },
         Default::default(),
     );
@@ -397,6 +399,7 @@ async fn grpc_accepts_traces_and_reports_partial_success() {
         IngestLimits {
             max_attributes: 2,
             max_value_bytes: 1024,
+            ..IngestLimits::default()
         },
         Default::default(),
     );
@@ -441,4 +444,95 @@ async fn connect(address: std::net::SocketAddr) -> TraceServiceClient<tonic::tra
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gRPC server did not start");
+}
+
+#[tokio::test]
+async fn requests_past_the_in_flight_limit_are_refused_before_their_bodies_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = wal(dir.path(), 64 * 1024 * 1024).await;
+    let metrics = Arc::new(telemetry::metrics::CollectorMetrics::default());
+    let ingest = Ingest::new(
+        Arc::clone(&wal),
+        IngestLimits {
+            max_in_flight: 1,
+            ..IngestLimits::default()
+        },
+        Arc::clone(&metrics),
+    );
+    let router = otlp_http::router(ingest.clone(), HttpLimits::default());
+    // The one place, taken by a request whose body never finishes arriving.
+    let stalled = Request::post("/v1/logs")
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Body::from_stream(futures_util::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let stalled = tokio::spawn(router.clone().oneshot(stalled));
+    // One thread: let the stalled request run until it waits for its body.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut answer = None;
+    for _ in 0..100 {
+        let (status, headers, body) = post(
+            &router,
+            "/v1/logs",
+            "application/x-protobuf",
+            None,
+            logs.encode_to_vec(),
+        )
+        .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            answer = Some((headers, body));
+            break;
+        }
+        assert!(!stalled.is_finished(), "{:?}", stalled.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (headers, body) = answer.expect("refused while the place is taken");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let status = RpcStatus::decode(body.as_slice()).unwrap();
+    assert_eq!(status.code, 8, "RESOURCE_EXHAUSTED");
+
+    // gRPC shares the limit.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let routes = OtlpGrpc::new(ingest.clone()).router();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    let mut client = connect(address).await;
+    let request = traces(vec![span("one", Vec::new())]);
+    let status = client.export(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    use tonic_types::StatusExt;
+    let retry = status.get_details_retry_info().expect("RetryInfo detail");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+
+    // Once the stalled request is gone, the place is free again.
+    stalled.abort();
+    let _ = stalled.await;
+    client.export(request).await.expect("admitted again");
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("collector");
+    metrics.register(&mut registry);
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"collector_refused_requests_total{signal="logs",reason="busy"} 1"#)
+            && text.contains(r#"collector_refused_requests_total{signal="traces",reason="busy"} 1"#),
+        "{text}"
+    );
 }

@@ -40,6 +40,7 @@ async fn wal(dir: &std::path::Path) -> Arc<Wal> {
             max_record_bytes: 4 * 1024 * 1024,
             fsync: false,
             sinks: vec!["test".to_owned()],
+            ..WalConfig::new(dir)
         })
         .await
         .unwrap(),

@@ -127,6 +127,32 @@ async fn records_round_trip_with_signal_and_payload() {
 }
 
 #[tokio::test]
+async fn no_lsn_at_or_below_the_floor_is_handed_out_even_by_a_new_log() {
+    // A sink stored position 40 with its own data; the log was then replaced by an empty one.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        lsn_floor: Lsn(40),
+        ..config(dir.path(), &["sink"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(append_n(&wal, 2, 10).await, vec![Lsn(41), Lsn(42)]);
+    let mut reader = wal.reader("sink").unwrap();
+    assert_eq!(lsns(&read_available(&mut reader).await), vec![41, 42]);
+    drop(reader);
+    wal.close().await.unwrap();
+    // Below what the log already has, the floor changes nothing.
+    let wal = Wal::open(WalConfig {
+        lsn_floor: Lsn(5),
+        ..config(dir.path(), &["sink"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(append_n(&wal, 1, 10).await, vec![Lsn(43)]);
+    wal.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn lsns_keep_increasing_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(config(dir.path(), &["sink"])).await.unwrap();

@@ -44,7 +44,8 @@ impl OtlpGrpc {
 
     /// A tonic router serving the three services.
     pub fn router(self) -> tonic::service::Routes {
-        tonic::service::Routes::new(
+        let ingest = self.ingest.clone();
+        let routes = tonic::service::Routes::new(
             TraceServiceServer::new(self.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -58,7 +59,10 @@ impl OtlpGrpc {
             LogsServiceServer::new(self)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        );
+        tonic::service::Routes::from(routes.into_axum_router().layer(
+            axum::middleware::from_fn_with_state(ingest, crate::sources::admission::grpc),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 //! encoding.
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +28,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use crate::ingest::{Accepted, Ingest, IngestError};
+use crate::sources::admission;
 use crate::wal::Signal;
 
 /// Sizes the receiver accepts.
@@ -60,6 +62,10 @@ pub fn router(ingest: Ingest, limits: HttpLimits) -> Router {
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            ingest.clone(),
+            admission::http,
+        ))
         .with_state(HttpState { ingest, limits })
 }
 
@@ -193,19 +199,11 @@ where
     };
     match handle(state.ingest.clone(), request).await {
         Ok(response) => ok_response(encoding, &response),
-        Err(IngestError::Full { retry_after }) => {
-            let mut response = status_response(
-                encoding,
-                StatusCode::TOO_MANY_REQUESTS,
-                8,
-                "the collector is at capacity; retry later",
-            );
-            let seconds = retry_after.as_secs().max(1);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
-        }
+        Err(IngestError::Full { retry_after }) => refusal(
+            encoding,
+            "the collector is at capacity; retry later",
+            retry_after,
+        ),
         Err(IngestError::TooLarge) => status_response(
             encoding,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -219,6 +217,25 @@ where
             "the collector could not store the data; retry later",
         ),
     }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1) and a `RESOURCE_EXHAUSTED` status body.
+fn refusal(encoding: Encoding, message: &str, retry_after: Duration) -> Response {
+    let mut response = status_response(encoding, StatusCode::TOO_MANY_REQUESTS, 8, message);
+    let seconds = retry_after.as_secs().max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// [`refusal`] in the encoding of a request with these headers (JSON when it names none).
+pub(crate) fn refusal_for(headers: &HeaderMap, message: &str, retry_after: Duration) -> Response {
+    refusal(
+        content_type(headers).unwrap_or(Encoding::Json),
+        message,
+        retry_after,
+    )
 }
 
 fn content_type(headers: &HeaderMap) -> Option<Encoding> {

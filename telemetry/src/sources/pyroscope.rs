@@ -25,6 +25,10 @@ pub fn router(ingest: Ingest) -> Router {
     Router::new()
         .route("/ingest", post(ingest_profile))
         .layer(DefaultBodyLimit::max(MAX_PROFILE_BYTES + 64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            ingest.clone(),
+            crate::sources::admission::http,
+        ))
         .with_state(ingest)
 }
 

@@ -32,6 +32,11 @@ pub struct WalConfig {
     /// and a segment is deleted only when every one of them has finished it, including a sink
     /// that has not started reading. With no sinks, nothing holds segments back.
     pub sinks: Vec<String>,
+    /// No record gets an LSN at or below this (default zero): the highest position a sink
+    /// stored with its own data (see [`crate::sinks::Sink::durable_position`]). If the log
+    /// was replaced, or its tail cut after that sink stored it, new records still number
+    /// after it instead of being skipped by the sink as already stored.
+    pub lsn_floor: super::Lsn,
 }
 
 impl WalConfig {
@@ -44,6 +49,7 @@ impl WalConfig {
             max_record_bytes: 4 << 20,
             fsync: true,
             sinks: Vec::new(),
+            lsn_floor: super::Lsn::ZERO,
         }
     }
 

@@ -84,11 +84,11 @@ pub(crate) fn recover(config: &WalConfig) -> Result<Recovered, WalError> {
         .copied()
         .max()
         .unwrap_or(Lsn::ZERO);
-    let durable_lsn = last_on_disk.max(max_checkpoint);
+    let durable_lsn = last_on_disk.max(max_checkpoint).max(config.lsn_floor);
     let next_lsn = durable_lsn.next();
     let mut counted_gaps = BTreeSet::new();
     if durable_lsn > last_on_disk {
-        tracing::warn!(last_on_disk = %last_on_disk, next_lsn = %next_lsn, "a sink checkpoint is past the end of the wal, skipping its lsns");
+        tracing::warn!(last_on_disk = %last_on_disk, next_lsn = %next_lsn, "a sink checkpoint or stored position is past the end of the wal, skipping its lsns");
         // Already counted in `corrupted_records` when the tail was cut.
         counted_gaps.insert(last_on_disk.next());
     }
