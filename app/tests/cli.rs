@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod process;
 
-use process::{BIN, free_port, http};
+use process::{BIN, free_port, free_ports, http};
 
 struct Running {
     child: Child,
@@ -27,7 +27,7 @@ impl Drop for Running {
 
 fn start(args: &[&str], dir: &std::path::Path) -> Running {
     // The collector inside `up` on free ports, so tests never collide on 4317/4318/7070.
-    let (grpc, http, query_port) = (free_port(), free_port(), free_port());
+    let [grpc, http, query_port] = free_ports::<3>();
     let pipeline = dir.join("pipeline.toml");
     let text = telemetry::config::DEFAULT_PIPELINE
         .replace("127.0.0.1:4317", &format!("127.0.0.1:{grpc}"))
@@ -251,7 +251,7 @@ fn migrate_then_bad_config_is_a_clear_error() {
 #[test]
 fn the_collector_command_takes_load_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http_port, query) = (free_port(), free_port(), free_port());
+    let [grpc, http_port, query] = free_ports::<3>();
     let pipeline = dir.path().join("pipeline.toml");
     let text = telemetry::config::DEFAULT_PIPELINE
         .replace("127.0.0.1:4317", &format!("127.0.0.1:{grpc}"))

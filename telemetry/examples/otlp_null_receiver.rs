@@ -69,9 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     eprintln!("null OTLP receiver on {address}");
     tonic::transport::Server::builder()
-        .add_service(
-            TraceServiceServer::new(Null).max_decoding_message_size(8 * 1024 * 1024),
-        )
+        .add_service(TraceServiceServer::new(Null).max_decoding_message_size(8 * 1024 * 1024))
         .add_service(LogsServiceServer::new(Null).max_decoding_message_size(8 * 1024 * 1024))
         .serve_with_shutdown(address, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -17,11 +17,12 @@ use prost::Message;
 use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::PipelineConfig;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `N` distinct free ports on loopback (held together while chosen, so never the same twice).
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 fn string(key: &str, value: &str) -> KeyValue {
@@ -86,7 +87,7 @@ async fn scrape(query: SocketAddr) -> String {
 #[tokio::test]
 async fn otlp_in_prometheus_out_through_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http, query) = (free_port(), free_port(), free_port());
+    let [grpc, http, query] = free_ports::<3>();
     let pipeline = PipelineConfig::from_toml_str(&format!(
         r#"
         [sources.otlp_grpc]

@@ -532,7 +532,8 @@ async fn requests_past_the_in_flight_limit_are_refused_before_their_bodies_are_r
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
         text.contains(r#"collector_refused_requests_total{signal="logs",reason="busy"} 1"#)
-            && text.contains(r#"collector_refused_requests_total{signal="traces",reason="busy"} 1"#),
+            && text
+                .contains(r#"collector_refused_requests_total{signal="traces",reason="busy"} 1"#),
         "{text}"
     );
 }

@@ -33,11 +33,12 @@ const SPAN_ID_HEX: &str = "00f067aa0ba902b7";
 /// How long Prometheus may take to start, scrape and answer (the CI machine is busy).
 const PROMETHEUS_DEADLINE: Duration = Duration::from_secs(90);
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `N` distinct free ports on loopback (held together while chosen, so never the same twice).
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 /// `name` on `PATH` (or in `/usr/bin`, where the Debian package puts it).
@@ -343,7 +344,7 @@ async fn a_real_prometheus_scrapes_and_stores_the_series() {
 
     // The collector: OTLP/HTTP in, the prometheus sink out.
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, query_port) = (free_port(), free_port());
+    let [http_port, query_port] = free_ports::<2>();
     let pipeline = PipelineConfig::from_toml_str(&format!(
         r#"
         [sources.otlp_http]
@@ -455,7 +456,7 @@ async fn a_real_prometheus_scrapes_and_stores_the_series() {
 
     // The real Prometheus, scraping the query port every second.
     let prometheus_dir = tempfile::tempdir().unwrap();
-    let web = free_port();
+    let web = free_ports::<1>()[0];
     let mut prometheus =
         PrometheusProcess::start(&prometheus_binary, prometheus_dir.path(), query_port, web);
 

@@ -15,11 +15,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_fertivision");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports (held together while chosen, so never the same twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// An HTTP answer: status, lower-cased headers, body.
@@ -109,7 +113,7 @@ pub struct Collector {
 impl Collector {
     /// Writes `pipeline` with `{grpc}` and `{http}` replaced by free ports and starts it.
     pub fn start(data_dir: &Path, pipeline: &str, env: &[(&str, &str)]) -> Self {
-        let (grpc_port, http_port, query_port) = (free_port(), free_port(), free_port());
+        let [grpc_port, http_port, query_port] = free_ports::<3>();
         let pipeline_path = data_dir.join("pipeline.toml");
         let text = pipeline
             .replace("{grpc}", &grpc_port.to_string())

@@ -42,7 +42,10 @@ pub async fn http(State(ingest): State<Ingest>, request: Request, next: Next) ->
             BUSY_RETRY_AFTER,
         );
         if !request.uri().path().starts_with("/v1/") {
-            response = (StatusCode::TOO_MANY_REQUESTS, "the collector is busy; retry later")
+            response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "the collector is busy; retry later",
+            )
                 .into_response();
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -9,11 +9,12 @@ use telemetry::collector::{CollectorError, CollectorSettings, run};
 use telemetry::config::PipelineConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `N` distinct free ports on loopback (held together while chosen, so never the same twice).
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 /// A running collector.
@@ -61,7 +62,7 @@ impl Collector {
     /// Starts the collector and waits until its query port answers.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (grpc, http, query) = (free_port(), free_port(), free_port());
+        let [grpc, http, query] = free_ports::<3>();
         let pipeline = PipelineConfig::from_toml_str(&format!(
             r#"
             [sources.otlp_grpc]
