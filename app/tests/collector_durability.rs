@@ -3,7 +3,8 @@
 //! retry information while memory stays bounded and nothing acknowledged is lost.
 //!
 //! Both run the real binary (`fertivision collector`) with a `file` sink, whose lines are
-//! counted per `loadgen.seq` against what the load generator saw acknowledged.
+//! counted per `loadgen.seq` against what the load generator saw acknowledged; the kill test
+//! also checks that the log and span indexes hold as many records as the file.
 
 mod process;
 
@@ -29,7 +30,30 @@ address = "127.0.0.1:{http}"
 type = "file"
 inputs = ["grpc", "http"]
 path = "archive.jsonl"
+
+[sinks.logs]
+type = "log_index"
+inputs = ["grpc", "http"]
+
+[sinks.spans]
+type = "span_index"
+inputs = ["grpc", "http"]
 "#;
+
+/// Records the index holds: the `total` of a search for everything.
+fn indexed(collector: &Collector, kind: &str) -> u64 {
+    let (status, body) = process::http(
+        collector.query_port,
+        "GET",
+        &format!("/api/v1/{kind}/search?limit=1"),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    page["total"].as_u64().unwrap()
+}
 
 /// How many times each `loadgen.seq` is in the archive, per signal (`traces`, `logs`).
 /// Lines are read whole; a half-written last line (the collector still running) is left out.
@@ -209,6 +233,20 @@ fn five_sigkills_under_load_lose_and_duplicate_nothing_acknowledged() {
     eprintln!("loads done at {:?}", started.elapsed());
     let checked = check_archive(&collector, &reports);
     eprintln!("checked at {:?}", started.elapsed());
+    // The indexes hold each record once too (they commit with the archive's cadence).
+    let archived = |signal: &str| checked.iter().find(|c| c.0 == signal).unwrap().2 as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while indexed(&collector, "logs") != archived("logs")
+        || indexed(&collector, "spans") != archived("traces")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "indexed logs {} spans {}, archived {checked:?}",
+            indexed(&collector, "logs"),
+            indexed(&collector, "spans")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(collector.stop().success());
     eprintln!("stopped at {:?}", started.elapsed());
     // A clean restart replays nothing twice either.
@@ -216,6 +254,10 @@ fn five_sigkills_under_load_lose_and_duplicate_nothing_acknowledged() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(collector.stop().success());
     assert_eq!(check_archive(&collector, &reports), checked);
+    collector.restart();
+    assert_eq!(indexed(&collector, "logs"), archived("logs"));
+    assert_eq!(indexed(&collector, "spans"), archived("traces"));
+    assert!(collector.stop().success());
     for (signal, report) in &reports {
         eprintln!(
             "{signal}: sent {} acknowledged {} failed {} (in flight at a kill)",

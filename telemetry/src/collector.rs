@@ -22,9 +22,11 @@ use crate::config::{SinkOptions, SourceConfig, ValidatedPipeline};
 use crate::ingest::{Ingest, IngestLimits};
 use crate::metrics::CollectorMetrics;
 use crate::pipeline::run_sink;
+use crate::query;
 use crate::sinks::Sink;
 use crate::sinks::blackhole::Blackhole;
 use crate::sinks::file::FileSink;
+use crate::sinks::index::{LogIndexSink, SpanIndexSink};
 use crate::sinks::otlp::OtlpSink;
 use crate::sinks::profiles::{self, ProfileStore, ProfilesSink};
 use crate::sinks::prometheus::{
@@ -35,6 +37,7 @@ use crate::sources::otlp_http::{self, HttpLimits};
 use crate::sources::pyroscope;
 use crate::topology::{Chain, plan};
 use crate::wal::{Lsn, Wal, WalConfig};
+use log_index::{LogIndex, SpanIndex, StoreConfig};
 
 /// Where and how the collector runs.
 #[derive(Debug, Clone)]
@@ -56,16 +59,6 @@ pub struct CollectorSettings {
 /// A collector that cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
-    /// A sink or source type of the config that this build does not implement yet.
-    #[error(
-        "{component}: type '{kind}' is not built yet (built sinks: prometheus, profiles, otlp, file, blackhole; log_index and span_index come with the index)"
-    )]
-    NotBuilt {
-        /// `sinks.NAME` or `sources.NAME`.
-        component: String,
-        /// Its type.
-        kind: &'static str,
-    },
     /// The log could not be opened.
     #[error("write-ahead log: {0}")]
     Wal(#[from] crate::wal::WalError),
@@ -109,6 +102,8 @@ pub async fn run(
     let mut expositions = Vec::new();
     // Routes that sinks add to the query port (the profile store's API).
     let mut extra_routes: Router = Router::new();
+    // The indexes of the log_index and span_index sinks, for the search API.
+    let mut indexes = query::Indexes::default();
     for (name, sink) in pipeline.sinks() {
         let built: Box<dyn Sink> = match &sink.options {
             SinkOptions::Prometheus(options) => {
@@ -142,6 +137,34 @@ pub async fn run(
                 OtlpSink::new(&options.endpoint, OTLP_FORWARD_TIMEOUT)
                     .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
             ),
+            SinkOptions::LogIndex(options) => {
+                let index = open_index(&settings.data_dir, name, |dir| {
+                    LogIndex::open(
+                        dir,
+                        StoreConfig {
+                            retention_days: options.retention_days,
+                            max_bytes: options.max_bytes,
+                            ..StoreConfig::default()
+                        },
+                    )
+                })?;
+                indexes.logs = Some(Arc::clone(&index));
+                Box::new(LogIndexSink::new(index))
+            }
+            SinkOptions::SpanIndex(options) => {
+                let index = open_index(&settings.data_dir, name, |dir| {
+                    SpanIndex::open(
+                        dir,
+                        StoreConfig {
+                            retention_days: options.retention_days,
+                            max_bytes: options.max_bytes,
+                            ..StoreConfig::default()
+                        },
+                    )
+                })?;
+                indexes.spans = Some(Arc::clone(&index));
+                Box::new(SpanIndexSink::new(index))
+            }
             SinkOptions::Blackhole(options) => Box::new(match options.rate {
                 Some(rate) => Blackhole::with_rate(rate),
                 None => Blackhole::new(),
@@ -153,15 +176,10 @@ pub async fn run(
                         .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
                 )
             }
-            other => {
-                return Err(CollectorError::NotBuilt {
-                    component: format!("sinks.{name}"),
-                    kind: other.type_name(),
-                });
-            }
         };
         sinks.push((name.clone(), built));
     }
+    extra_routes = extra_routes.merge(query::router(indexes.clone()));
     let wal = Arc::new(
         Wal::open(WalConfig {
             sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),
@@ -246,6 +264,7 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
+    let retention = tokio::spawn(enforce_retention(indexes, stop_rx.clone()));
     // The log's gauges, refreshed while running.
     let observer = {
         let (wal, metrics, stop) = (Arc::clone(&wal), Arc::clone(&metrics), stop_rx.clone());
@@ -266,6 +285,7 @@ pub async fn run(
     while servers.join_next().await.is_some() {}
     while runners.join_next().await.is_some() {}
     let _ = observer.await;
+    let _ = retention.await;
     drop(ingest);
     match Arc::try_unwrap(wal) {
         Ok(wal) => wal.close().await?,
@@ -273,6 +293,48 @@ pub async fn run(
     }
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// Opens a sink's index under `<data_dir>/index`, off the runtime.
+fn open_index<T>(
+    data_dir: &std::path::Path,
+    name: &str,
+    open: impl FnOnce(&std::path::Path) -> Result<T, log_index::IndexError>,
+) -> Result<Arc<T>, CollectorError> {
+    let dir = data_dir.join("index");
+    open(&dir).map(Arc::new).map_err(|e| {
+        CollectorError::Sink(format!(
+            "sinks.{name}: cannot open the index in {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// How often partitions past their age or size limits are looked for.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Drops index partitions past their retention, every [`RETENTION_EVERY`], until `stop`.
+async fn enforce_retention(indexes: query::Indexes, stop: watch::Receiver<bool>) {
+    if indexes.logs.is_none() && indexes.spans.is_none() {
+        return;
+    }
+    loop {
+        let today = chrono::Utc::now().date_naive();
+        let (logs, spans) = (indexes.logs.clone(), indexes.spans.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(logs) = logs {
+                logs.store().apply_retention(today);
+            }
+            if let Some(spans) = spans {
+                spans.store().apply_retention(today);
+            }
+        })
+        .await;
+        tokio::select! {
+            () = tokio::time::sleep(RETENTION_EVERY) => {}
+            () = wait(stop.clone()) => return,
+        }
+    }
 }
 
 async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, CollectorError> {

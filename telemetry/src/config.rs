@@ -347,15 +347,39 @@ pub struct FileSinkConfig {
     pub path: std::path::PathBuf,
 }
 
-/// `type = "log_index"`: no options yet.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `type = "log_index"`: the tantivy log index in `<data_dir>/index/logs/`, one partition per
+/// UTC day.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogIndexSinkConfig {}
+pub struct LogIndexSinkConfig {
+    /// Days of partitions kept, today included. Default 7.
+    #[serde(default = "default_index_retention_days")]
+    pub retention_days: u32,
+    /// Bytes the partitions may take; past it the oldest are dropped. Default 10 GiB.
+    #[serde(default = "default_index_max_bytes")]
+    pub max_bytes: u64,
+}
 
-/// `type = "span_index"`: no options yet.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `type = "span_index"`: the tantivy span index in `<data_dir>/index/spans/`, behind the
+/// trace API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpanIndexSinkConfig {}
+pub struct SpanIndexSinkConfig {
+    /// Days of partitions kept, today included. Default 7.
+    #[serde(default = "default_index_retention_days")]
+    pub retention_days: u32,
+    /// Bytes the partitions may take; past it the oldest are dropped. Default 10 GiB.
+    #[serde(default = "default_index_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_index_retention_days() -> u32 {
+    7
+}
+
+fn default_index_max_bytes() -> u64 {
+    10 << 30
+}
 
 impl SourceConfig {
     /// The `type` as written in the config.
@@ -561,6 +585,7 @@ impl PipelineConfig {
             .join(", ");
 
         self.check_sources(&mut problems);
+        self.check_one_index_each(&mut problems);
 
         let consumers = self
             .transforms
@@ -651,6 +676,26 @@ impl PipelineConfig {
             sinks: self.sinks,
             warnings,
         })
+    }
+
+    /// Two `log_index` or two `span_index` sinks: each kind has one index directory and one
+    /// query API.
+    fn check_one_index_each(&self, problems: &mut Vec<String>) {
+        for kind in ["log_index", "span_index"] {
+            let names: Vec<&str> = self
+                .sinks
+                .iter()
+                .filter(|(_, sink)| sink.options.type_name() == kind)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if let [first, rest @ ..] = names.as_slice() {
+                for name in rest {
+                    problems.push(format!(
+                        "sinks.{name}: only one {kind} sink can exist (sinks.{first} already is one)"
+                    ));
+                }
+            }
+        }
     }
 
     /// Two sources on one address, or two Pyroscope sources (both would be `/ingest`).
@@ -868,7 +913,21 @@ fn check_sink_options(component: &str, options: &SinkOptions, problems: &mut Vec
                 problems.push(format!("{component}: path must name a file"));
             }
         }
-        SinkOptions::LogIndex(_) | SinkOptions::SpanIndex(_) => {}
+        SinkOptions::LogIndex(LogIndexSinkConfig {
+            retention_days,
+            max_bytes,
+        })
+        | SinkOptions::SpanIndex(SpanIndexSinkConfig {
+            retention_days,
+            max_bytes,
+        }) => {
+            if *retention_days == 0 {
+                problems.push(format!("{component}: retention_days must be at least 1"));
+            }
+            if *max_bytes < 1 << 20 {
+                problems.push(format!("{component}: max_bytes must be at least 1 MiB"));
+            }
+        }
     }
 }
 

@@ -2,9 +2,11 @@
 //! accepted batch is written to a write-ahead log ([`wal`]) and synced before the sender is
 //! told it was accepted; sinks read the log, each at its own pace from its own checkpoint.
 //!
-//! Built so far: the write-ahead log and the OTLP receivers ([`sources`]) feeding it through
-//! [`ingest`]. The pipeline, the sinks and the query API are the next steps of this crate
-//! (see the README's "What exists").
+//! In the order data flows: [`sources`] (OTLP/gRPC, OTLP/HTTP, Pyroscope) -> [`ingest`]
+//! (limits) -> [`wal`] -> [`pipeline`] (one reader per sink, through the [`transforms`] of
+//! [`topology`]) -> [`sinks`] (Prometheus, profiles, the log and span index, OTLP, file,
+//! blackhole). [`collector`] runs it all and serves the query port, with the search API of
+//! [`query`]. [`loadgen`] is the load generator.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -15,6 +17,7 @@ pub mod ingest;
 pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod sinks;
 pub mod sources;
 pub mod topology;

@@ -13,6 +13,7 @@ use crate::wal::Lsn;
 
 pub mod blackhole;
 pub mod file;
+pub mod index;
 pub mod otlp;
 pub mod profiles;
 
