@@ -54,6 +54,18 @@ pub enum Command {
     /// records, or metric points) at a target rate or as fast as it accepts, with a progress
     /// line and a final summary: sent, acknowledged, refused, rate.
     Loadgen(LoadgenArgs),
+    /// Search log records in the collector's index, or follow them live.
+    Logs {
+        /// What to do.
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+    /// Look at one trace: its spans as a waterfall, with their log records.
+    Trace {
+        /// What to do.
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -91,6 +103,24 @@ pub struct LoadgenArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+}
+
+/// Log commands.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Records matching a query, newest first, e.g.
+    /// `fertivision logs search 'severity:ERROR service:fertivision-worker' --since 1h`.
+    Search(crate::observe::LogsSearchArgs),
+    /// Records matching a query as they arrive (Ctrl-C stops).
+    Tail(crate::observe::LogsTailArgs),
+}
+
+/// Trace commands.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// The spans of a trace as a waterfall in the terminal (services, operations, offsets and
+    /// durations, errors marked), its log records under their spans.
+    Show(crate::observe::TraceShowArgs),
 }
 
 /// Load protocol.
@@ -244,6 +274,31 @@ impl Cli {
             }
             Command::Collector => server::run_collector(&config, shutdown).await,
             Command::Loadgen(args) => run_loadgen(args).await,
+            Command::Logs { command } => {
+                let listen = config.collector.query_listen;
+                match command {
+                    LogsCommand::Search(args) => {
+                        let base = crate::observe::collector_url(args.collector.as_deref(), listen);
+                        crate::observe::logs_search(&base, &args).await
+                    }
+                    LogsCommand::Tail(args) => {
+                        let base = crate::observe::collector_url(args.collector.as_deref(), listen);
+                        tokio::select! {
+                            outcome = crate::observe::logs_tail(&base, &args) => outcome,
+                            () = server::stopped(shutdown) => Ok(()),
+                        }
+                    }
+                }
+            }
+            Command::Trace {
+                command: TraceCommand::Show(args),
+            } => {
+                let base = crate::observe::collector_url(
+                    args.collector.as_deref(),
+                    config.collector.query_listen,
+                );
+                crate::observe::trace_show(&base, &args).await
+            }
             Command::Serve(_) => {
                 // The embedded database migrates itself; PostgreSQL is migrated by `migrate`.
                 let store = server::open_store(&config, sqlite).await?;

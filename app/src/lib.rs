@@ -18,6 +18,7 @@ pub mod domain;
 pub mod jobs;
 pub mod limits;
 pub mod objects;
+pub mod observe;
 pub mod redis;
 pub mod report;
 pub mod resilience;

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 pub mod doc;
 pub mod schema;
 pub mod search;
@@ -26,8 +27,9 @@ use std::path::Path;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+pub use catalog::Operation;
 pub use schema::{Kind, LogFields, SpanFields};
-pub use search::{Cursor, Hit, SearchError, SearchPage, SearchRequest};
+pub use search::{Bucket, Cursor, HistogramRequest, Hit, SearchError, SearchPage, SearchRequest};
 pub use store::{IndexError, IndexStore, StoreConfig};
 
 use search::Parser;
@@ -78,6 +80,20 @@ impl LogIndex {
     /// A page of log records, newest first.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchPage, SearchError> {
         search::search(&self.store, &self.parser, request)
+    }
+
+    /// Records matching `query` indexed after `after` (a hit's `seq`), in indexing order: the
+    /// next page of a live tail. Start from [`IndexStore::last_seq`].
+    pub fn tail(&self, query: &str, after: u64, limit: usize) -> Result<Vec<Hit>, SearchError> {
+        search::tail(&self.store, &self.parser, query, after, limit)
+    }
+
+    /// Counts per interval (and severity) of the records matching a query.
+    pub fn histogram(
+        &self,
+        request: &search::HistogramRequest,
+    ) -> Result<Vec<search::Bucket>, SearchError> {
+        search::histogram(&self.store, &self.parser, request)
     }
 
     /// The log records of one trace, oldest first.
@@ -138,6 +154,17 @@ impl SpanIndex {
     /// The spans of one trace, by start time.
     pub fn by_trace(&self, trace_id: &str) -> Result<Vec<Hit>, SearchError> {
         search::by_trace(&self.store, trace_id)
+    }
+
+    /// The distinct services of the spans, sorted (at most [`catalog::MAX_CATALOG_ITEMS`]).
+    pub fn services(&self) -> Result<Vec<String>, SearchError> {
+        catalog::services(&self.store)
+    }
+
+    /// The distinct operations of `service` with their span kinds, sorted by name then kind
+    /// (at most [`catalog::MAX_CATALOG_ITEMS`]).
+    pub fn operations(&self, service: &str) -> Result<Vec<Operation>, SearchError> {
+        catalog::operations(&self.store, service)
     }
 
     /// The partitions.

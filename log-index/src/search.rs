@@ -96,8 +96,7 @@ pub struct Hit {
     /// Its time, ns (also in `fields` as `ts`).
     #[serde(skip)]
     pub ts: i64,
-    /// Its tie-break.
-    #[serde(skip)]
+    /// Its tie-break, and its place in indexing order (a live tail resumes after it).
     pub seq: u64,
     /// Every stored field.
     #[serde(flatten)]
@@ -240,6 +239,7 @@ fn hit(ts: i64, seq: u64, mut fields: Map<String, Value>) -> Hit {
     let time = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ts)
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     fields.insert("time".to_owned(), Value::String(time));
+    // `seq` is the struct's own field.
     fields.remove("seq");
     Hit { ts, seq, fields }
 }
@@ -396,4 +396,165 @@ mod tests {
         );
         assert_eq!(and_not_as_exclusion("ANDNOT NOT"), "ANDNOT NOT");
     }
+}
+
+/// Most buckets one histogram returns.
+pub const MAX_BUCKETS: i64 = 2000;
+
+/// Counts per time interval, optionally per severity.
+#[derive(Debug, Clone)]
+pub struct HistogramRequest {
+    /// The query text; empty matches everything.
+    pub query: String,
+    /// First bucket's start, ns.
+    pub start: i64,
+    /// The end of the range, ns (inclusive).
+    pub end: i64,
+    /// Bucket width, ns (at least 1 ms).
+    pub interval: i64,
+    /// Split each bucket by `severity` (logs only).
+    pub by_severity: bool,
+}
+
+/// One bucket.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bucket {
+    /// Its start, ns.
+    pub start: i64,
+    /// Records in `[start, start + interval)`.
+    pub count: u64,
+    /// Per severity text, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_severity: Option<std::collections::BTreeMap<String, u64>>,
+}
+
+/// Counts the matches of `request.query` per interval over `[start, end]`, empty intervals
+/// included.
+pub fn histogram(
+    store: &IndexStore,
+    parser: &Parser,
+    request: &HistogramRequest,
+) -> Result<Vec<Bucket>, SearchError> {
+    use std::collections::BTreeMap;
+    use tantivy::aggregation::AggregationCollector;
+    use tantivy::aggregation::agg_req::Aggregations;
+
+    if request.interval < 1_000_000 {
+        return Err(SearchError::InvalidParameter(
+            "interval must be at least 1 ms".to_owned(),
+        ));
+    }
+    if request.start > request.end {
+        return Err(SearchError::InvalidParameter(
+            "start is after end".to_owned(),
+        ));
+    }
+    let first = request.start - request.start.rem_euclid(request.interval);
+    let buckets = (request.end - first) / request.interval + 1;
+    if buckets > MAX_BUCKETS {
+        return Err(SearchError::InvalidParameter(format!(
+            "{buckets} buckets; at most {MAX_BUCKETS}: widen the interval or narrow the range"
+        )));
+    }
+    let schema = store.schema();
+    let ts = field(schema, "ts");
+    let query = all_of(vec![
+        parser.parse(&request.query)?,
+        range_i64(
+            ts,
+            Bound::Included(request.start),
+            Bound::Included(request.end),
+        ),
+    ]);
+    let mut spec = serde_json::json!({
+        "h": { "histogram": { "field": "ts", "interval": request.interval as f64 } }
+    });
+    if request.by_severity {
+        spec["h"]["aggs"] =
+            serde_json::json!({ "sev": { "terms": { "field": "severity", "size": 32 } } });
+    }
+    let aggregations: Aggregations = serde_json::from_value(spec)
+        .map_err(|e| SearchError::InvalidParameter(format!("histogram: {e}")))?;
+    let mut counts: BTreeMap<i64, (u64, BTreeMap<String, u64>)> = (0..buckets)
+        .map(|i| (first + i * request.interval, (0, BTreeMap::new())))
+        .collect();
+    for partition in store.partitions_newest_first(Some(request.start), Some(request.end)) {
+        let collector = AggregationCollector::from_aggs(aggregations.clone(), Default::default());
+        let result = partition
+            .searcher()
+            .search(&*query, &collector)
+            .map_err(tantivy("histogram"))?;
+        let result = serde_json::to_value(&result).unwrap_or(Value::Null);
+        for bucket in result["h"]["buckets"].as_array().into_iter().flatten() {
+            let Some(key) = bucket["key"].as_f64() else {
+                continue;
+            };
+            let count = bucket["doc_count"].as_u64().unwrap_or(0);
+            // Keys are bucket starts as f64; snap to the exact start.
+            let start = first
+                + ((key as i64 - first) as f64 / request.interval as f64).round() as i64
+                    * request.interval;
+            let entry = counts.entry(start).or_default();
+            entry.0 += count;
+            for severity in bucket["sev"]["buckets"].as_array().into_iter().flatten() {
+                if let (Some(name), Some(n)) =
+                    (severity["key"].as_str(), severity["doc_count"].as_u64())
+                {
+                    *entry.1.entry(name.to_owned()).or_default() += n;
+                }
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .filter(|(start, _)| *start >= first && *start <= request.end)
+        .map(|(start, (count, severities))| Bucket {
+            start,
+            count,
+            by_severity: request.by_severity.then_some(severities),
+        })
+        .collect())
+}
+
+/// Records matching `query` indexed after `after` (a `seq`), in the order they were indexed,
+/// at most `limit`: what a live tail shows next. Records are followed by when they arrived,
+/// not by their own time, so late ones are not missed.
+pub fn tail(
+    store: &IndexStore,
+    parser: &Parser,
+    query: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Hit>, SearchError> {
+    let schema = store.schema();
+    let seq = field(schema, "seq");
+    let query = all_of(vec![
+        parser.parse(query)?,
+        Box::new(RangeQuery::new(
+            Bound::Excluded(Term::from_field_u64(seq, after)),
+            Bound::Unbounded,
+        )),
+    ]);
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let mut hits = Vec::new();
+    for partition in store.partitions_newest_first(None, None) {
+        let searcher = partition.searcher();
+        let top = TopDocs::with_limit(limit).order_by((
+            (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
+            (SortByStaticFastValue::<i64>::for_field("ts"), Order::Asc),
+        ));
+        for ((seq_value, ts_value), address) in
+            searcher.search(&*query, &top).map_err(tantivy("tail"))?
+        {
+            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
+            hits.push(hit(
+                ts_value.unwrap_or_default(),
+                seq_value.unwrap_or_default(),
+                stored_fields(schema, &doc),
+            ));
+        }
+    }
+    hits.sort_by_key(|h| h.seq);
+    hits.truncate(limit);
+    Ok(hits)
 }

@@ -457,6 +457,11 @@ impl IndexStore {
         }
     }
 
+    /// The `seq` given to the newest record added so far (a tail starts after it).
+    pub fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
     /// Bytes on disk of every partition.
     pub fn size_bytes(&self) -> u64 {
         self.partitions().iter().map(|p| p.size_bytes()).sum()

@@ -495,3 +495,59 @@ fn spans_are_found_by_service_operation_duration_status_and_trace() {
     assert_eq!(trace[1].fields["parent_span_id"], "0101010101010101");
     assert_eq!(trace[1].fields["status_message"], "boom");
 }
+
+#[test]
+fn histogram_counts_per_interval_and_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = LogIndex::open(dir.path(), StoreConfig::default()).unwrap();
+    let t = sample(&index); // 5 records at t .. t + 4 ms
+    let buckets = index
+        .histogram(&log_index::HistogramRequest {
+            query: String::new(),
+            start: t - 10 * MS,
+            end: t + 10 * MS,
+            interval: 2 * MS,
+            by_severity: true,
+        })
+        .unwrap();
+    assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 5);
+    assert!(buckets.len() >= 10 && buckets.len() <= 12, "{buckets:?}");
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[1].start - w[0].start == 2 * MS)
+    );
+    let errors: u64 = buckets
+        .iter()
+        .map(|b| {
+            b.by_severity
+                .as_ref()
+                .unwrap()
+                .get("ERROR")
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(errors, 1);
+    let only_api = index
+        .histogram(&log_index::HistogramRequest {
+            query: "service:api".into(),
+            start: t - 10 * MS,
+            end: t + 10 * MS,
+            interval: 20 * MS,
+            by_severity: false,
+        })
+        .unwrap();
+    assert_eq!(only_api.iter().map(|b| b.count).sum::<u64>(), 3);
+    assert!(only_api[0].by_severity.is_none());
+    assert!(matches!(
+        index.histogram(&log_index::HistogramRequest {
+            query: String::new(),
+            start: 0,
+            end: t,
+            interval: MS,
+            by_severity: false,
+        }),
+        Err(SearchError::InvalidParameter(_))
+    ));
+}

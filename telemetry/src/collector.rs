@@ -180,6 +180,7 @@ pub async fn run(
         sinks.push((name.clone(), built));
     }
     extra_routes = extra_routes.merge(query::router(indexes.clone()));
+    extra_routes = extra_routes.merge(crate::jaeger::router(indexes.clone()));
     let wal = Arc::new(
         Wal::open(WalConfig {
             sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),

@@ -43,8 +43,8 @@ use crate::transforms::redact::Redact;
 
 /// The pipeline of `fertivision up`: the OTLP receivers on loopback and the Pyroscope
 /// `/ingest` endpoint, personal health information redacted from everything, then the
-/// Prometheus endpoint and the profile store. (The log and span index sinks, `log_index` and
-/// `span_index`, join it when the index is built.)
+/// Prometheus endpoint, the profile store, and the log and span indexes behind the search
+/// API.
 pub const DEFAULT_PIPELINE: &str = r#"# The collector pipeline of `fertivision up`.
 
 [sources.otlp_grpc]
@@ -70,6 +70,15 @@ inputs = ["redact"]
 
 [sinks.profiles]
 type = "profiles"
+inputs = ["redact"]
+
+# Logs and traces, searchable at /api/v1/logs/search and /api/v1/traces/{id}; 7 days, 10 GiB each.
+[sinks.logs]
+type = "log_index"
+inputs = ["redact"]
+
+[sinks.spans]
+type = "span_index"
 inputs = ["redact"]
 "#;
 

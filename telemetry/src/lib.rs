@@ -14,6 +14,9 @@ pub mod collector;
 pub mod config;
 pub mod decode;
 pub mod ingest;
+/// Jaeger's HTTP query API (`/api/services`, `/api/traces`, ...) over the span index, for
+/// Grafana's Jaeger data source.
+pub mod jaeger;
 pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;

@@ -2,6 +2,10 @@
 //!
 //! - `GET /api/v1/logs/search?q=&start=&end=&limit=&cursor=`: log records, newest first;
 //! - `GET /api/v1/spans/search?q=&start=&end=&limit=&cursor=`: spans, newest first;
+//! - `GET /api/v1/logs/histogram?q=&start=&end=&interval=&by=severity`: counts of matching log
+//!   records per interval (default: the last hour in 60 buckets), optionally per severity;
+//! - `GET /api/v1/logs/tail?q=`: log records matching `q` as they are indexed, as server-sent
+//!   events (`data: {record}`), from the moment of the request;
 //! - `GET /api/v1/traces/{trace_id}`: the spans and the log records of one trace, oldest first.
 //!
 //! `start` and `end` are RFC 3339 times (`2026-11-29T10:00:00Z`), unix nanoseconds, or ages
@@ -39,6 +43,8 @@ pub struct Indexes {
 pub fn router(indexes: Indexes) -> Router {
     Router::new()
         .route("/api/v1/logs/search", get(search_logs))
+        .route("/api/v1/logs/histogram", get(logs_histogram))
+        .route("/api/v1/logs/tail", get(logs_tail))
         .route("/api/v1/spans/search", get(search_spans))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .with_state(indexes)
@@ -176,6 +182,134 @@ async fn search_spans(
     page(move || index.search(&request)).await
 }
 
+/// Query parameters of the histogram.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistogramParams {
+    q: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    interval: Option<String>,
+    by: Option<String>,
+}
+
+/// A bucket width: `500ms`, `30s`, `5m`, `1h`, `1d`.
+pub fn parse_interval(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(number) => (number, 1_000_000i64),
+        None => {
+            let unit = match text.chars().last() {
+                Some('s') => 1_000_000_000,
+                Some('m') => 60_000_000_000,
+                Some('h') => 3_600_000_000_000,
+                Some('d') => 86_400_000_000_000,
+                _ => 0,
+            };
+            (&text[..text.len().saturating_sub(1)], unit)
+        }
+    };
+    match number.parse::<i64>() {
+        Ok(n) if n > 0 && unit > 0 => Ok(n.saturating_mul(unit)),
+        _ => Err(format!(
+            "interval: '{text}' is not a duration like 500ms, 30s, 5m, 1h, 1d"
+        )),
+    }
+}
+
+async fn logs_histogram(
+    State(indexes): State<Indexes>,
+    params: Result<Query<HistogramParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let index = indexes.logs.ok_or_else(|| not_configured("log_index"))?;
+    let Query(params) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let end = match &params.end {
+        Some(end) => parse_time("end", end, now).map_err(bad)?,
+        None => now,
+    };
+    let start = match &params.start {
+        Some(start) => parse_time("start", start, now).map_err(bad)?,
+        None => end - 3_600_000_000_000,
+    };
+    let interval = match &params.interval {
+        Some(interval) => parse_interval(interval).map_err(bad)?,
+        None => ((end - start) / 60).max(1_000_000),
+    };
+    let by_severity = match params.by.as_deref() {
+        None => false,
+        Some("severity") => true,
+        Some(other) => return Err(bad(format!("by: '{other}' is not 'severity'"))),
+    };
+    let request = log_index::HistogramRequest {
+        query: params.q.unwrap_or_default(),
+        start,
+        end,
+        interval,
+        by_severity,
+    };
+    let buckets = run(move || index.histogram(&request)).await?;
+    Ok(axum::Json(json!({ "interval_ns": interval, "buckets": buckets })).into_response())
+}
+
+/// How often a live tail looks for new records.
+pub const TAIL_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TailParams {
+    q: Option<String>,
+}
+
+async fn logs_tail(
+    State(indexes): State<Indexes>,
+    params: Result<Query<TailParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let index = indexes.logs.ok_or_else(|| not_configured("log_index"))?;
+    let Query(params) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let query = params.q.unwrap_or_default();
+    // A bad query is a 400 now, not an error in the middle of the stream.
+    {
+        let (index, query) = (Arc::clone(&index), query.clone());
+        run(move || index.tail(&query, u64::MAX, 1)).await?;
+    }
+    let after = index.store().last_seq();
+    let stream = futures_util::stream::unfold(
+        (index, query, after, std::collections::VecDeque::new()),
+        |(index, query, mut after, mut ready): (
+            Arc<LogIndex>,
+            String,
+            u64,
+            std::collections::VecDeque<Event>,
+        )| async move {
+            loop {
+                if let Some(event) = ready.pop_front() {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (index, query, after, ready),
+                    ));
+                }
+                tokio::time::sleep(TAIL_EVERY).await;
+                let (i, q) = (Arc::clone(&index), query.clone());
+                let Ok(Ok(hits)) =
+                    tokio::task::spawn_blocking(move || i.tail(&q, after, 1000)).await
+                else {
+                    return None;
+                };
+                for hit in hits {
+                    after = after.max(hit.seq);
+                    ready.push_back(Event::default().json_data(&hit).unwrap_or_default());
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 async fn page(
     search: impl FnOnce() -> Result<log_index::SearchPage, SearchError> + Send + 'static,
 ) -> Result<Response, ApiError> {
@@ -228,6 +362,17 @@ async fn trace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_are_durations() {
+        assert_eq!(parse_interval("500ms"), Ok(500_000_000));
+        assert_eq!(parse_interval("30s"), Ok(30_000_000_000));
+        assert_eq!(parse_interval("5m"), Ok(300_000_000_000));
+        assert_eq!(parse_interval("1d"), Ok(86_400_000_000_000));
+        for bad in ["", "0s", "5", "ms", "-1m", "1w"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_nanoseconds_or_ages() {

@@ -325,7 +325,7 @@ mod tests {
     fn default_pipeline_runs_everything_through_redact() {
         let plans = plan(&PipelineConfig::from_toml_str(crate::config::DEFAULT_PIPELINE).unwrap());
         let sinks: Vec<&str> = plans.iter().map(|p| p.sink.as_str()).collect();
-        assert_eq!(sinks, ["metrics", "profiles"]);
+        assert_eq!(sinks, ["logs", "metrics", "profiles", "spans"]);
         for plan in &plans {
             assert_eq!(
                 plan.paths,

@@ -214,6 +214,27 @@ async fn logs_and_spans_are_searchable_within_two_seconds_and_linked_by_trace() 
         "analyse_document"
     );
 
+    // Counts per interval and severity.
+    let (status, histogram) = exchange(
+        query,
+        "GET",
+        "/api/v1/logs/histogram?start=5m&interval=1m&by=severity",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{histogram}");
+    let buckets = histogram["buckets"].as_array().unwrap();
+    assert!((5..=7).contains(&buckets.len()), "{histogram}");
+    let total: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2, "{histogram}");
+    let errors: u64 = buckets
+        .iter()
+        .filter_map(|b| b["by_severity"]["ERROR"].as_u64())
+        .sum();
+    assert_eq!(errors, 1, "{histogram}");
+    let (status, _) = exchange(query, "GET", "/api/v1/logs/histogram?interval=fast", None).await;
+    assert_eq!(status, 400);
+
     // What is wrong, and where.
     let (status, answer) = exchange(query, "GET", "/api/v1/logs/search?q=nosuch:field", None).await;
     assert_eq!(status, 400);

@@ -162,7 +162,7 @@ fn default_pipeline_parses_and_validates() {
         .values()
         .map(|s| s.options.type_name())
         .collect();
-    assert_eq!(types, ["prometheus", "profiles"]);
+    assert_eq!(types, ["log_index", "prometheus", "profiles", "span_index"]);
     // Redaction on everything: every sink reads only through it, and it reads every source.
     assert!(pipeline.sinks().values().all(|s| s.inputs == ["redact"]));
     assert_eq!(
