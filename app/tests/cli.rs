@@ -183,6 +183,9 @@ fn every_command_has_help() {
         vec!["worker", "--help"],
         vec!["collector", "--help"],
         vec!["loadgen", "--help"],
+        vec!["logs", "search", "--help"],
+        vec!["logs", "tail", "--help"],
+        vec!["trace", "show", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -199,6 +202,8 @@ fn every_command_has_help() {
         "loadgen",
         "migrate",
         "token",
+        "logs",
+        "trace",
     ] {
         assert!(text.contains(command), "{command} in --help");
     }
