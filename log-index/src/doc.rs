@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::{Map, Value};
 use tantivy::TantivyDocument;
+use tantivy::schema::OwnedValue;
 
 use crate::schema::{LogFields, SpanFields};
 
@@ -41,6 +42,39 @@ pub fn attributes_to_map(attributes: &[KeyValue]) -> Map<String, Value> {
             (kv.key.clone(), value)
         })
         .collect()
+}
+
+/// An attribute value as the index stores it, built directly (no JSON in between, and strings
+/// stay strings: no guessing of dates).
+pub fn any_value_to_owned(value: &AnyValue) -> OwnedValue {
+    match &value.value {
+        Some(any_value::Value::StringValue(s)) => OwnedValue::Str(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => OwnedValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => OwnedValue::I64(*i),
+        Some(any_value::Value::DoubleValue(d)) => OwnedValue::F64(*d),
+        Some(any_value::Value::ArrayValue(array)) => {
+            OwnedValue::Array(array.values.iter().map(any_value_to_owned).collect())
+        }
+        Some(any_value::Value::KvlistValue(list)) => attributes_to_owned(&list.values),
+        Some(any_value::Value::BytesValue(bytes)) => OwnedValue::Str(hex::encode(bytes)),
+        Some(any_value::Value::StringValueStrindex(_)) | None => OwnedValue::Null,
+    }
+}
+
+/// Attributes as an index object.
+pub fn attributes_to_owned(attributes: &[KeyValue]) -> OwnedValue {
+    OwnedValue::Object(
+        attributes
+            .iter()
+            .map(|kv| {
+                let value = kv
+                    .value
+                    .as_ref()
+                    .map_or(OwnedValue::Null, any_value_to_owned);
+                (kv.key.clone(), value)
+            })
+            .collect(),
+    )
 }
 
 /// A body as the text that is indexed: strings as they are, anything else as JSON.
@@ -107,7 +141,7 @@ pub fn log_docs(
             .map_or(&[][..], |r| r.attributes.as_slice());
         let service = string_attribute(resource_attributes, "service.name").unwrap_or("unknown");
         let instance = string_attribute(resource_attributes, "service.instance.id");
-        let resource = Value::Object(attributes_to_map(resource_attributes));
+        let resource = attributes_to_owned(resource_attributes);
         for scope_logs in &resource_logs.scope_logs {
             let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
             for record in &scope_logs.log_records {
@@ -145,31 +179,13 @@ pub fn log_docs(
                 if let Some(scope) = scope.filter(|s| !s.is_empty()) {
                     doc.add_text(fields.scope, scope);
                 }
-                doc.add_object(
-                    fields.attributes,
-                    json_object(attributes_to_map(&record.attributes)),
-                );
-                doc.add_object(fields.resource, json_object_value(&resource));
+                doc.add_field_value(fields.attributes, &attributes_to_owned(&record.attributes));
+                doc.add_field_value(fields.resource, &resource);
                 docs.push(IndexDoc { ts, doc });
             }
         }
     }
     docs
-}
-
-fn json_object(
-    map: Map<String, Value>,
-) -> std::collections::BTreeMap<String, tantivy::schema::OwnedValue> {
-    map.into_iter().map(|(k, v)| (k, v.into())).collect()
-}
-
-fn json_object_value(
-    value: &Value,
-) -> std::collections::BTreeMap<String, tantivy::schema::OwnedValue> {
-    match value {
-        Value::Object(map) => json_object(map.clone()),
-        _ => Default::default(),
-    }
 }
 
 fn span_kind(kind: i32) -> &'static str {
@@ -198,7 +214,7 @@ pub fn span_docs(
             .map_or(&[][..], |r| r.attributes.as_slice());
         let service = string_attribute(resource_attributes, "service.name").unwrap_or("unknown");
         let instance = string_attribute(resource_attributes, "service.instance.id");
-        let resource = Value::Object(attributes_to_map(resource_attributes));
+        let resource = attributes_to_owned(resource_attributes);
         for scope_spans in &resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref().map(|s| s.name.as_str());
             for span in &scope_spans.spans {
@@ -243,11 +259,8 @@ pub fn span_docs(
                 if let Some(scope) = scope.filter(|s| !s.is_empty()) {
                     doc.add_text(fields.scope, scope);
                 }
-                doc.add_object(
-                    fields.attributes,
-                    json_object(attributes_to_map(&span.attributes)),
-                );
-                doc.add_object(fields.resource, json_object_value(&resource));
+                doc.add_field_value(fields.attributes, &attributes_to_owned(&span.attributes));
+                doc.add_field_value(fields.resource, &resource);
                 let events: Vec<Value> = span
                     .events
                     .iter()

@@ -33,7 +33,14 @@ impl Kind {
     }
 }
 
+/// Attributes: every leaf a raw term, numbers also in a fast column (for ranges).
 fn attributes_options() -> JsonObjectOptions {
+    resource_options().set_fast("raw")
+}
+
+/// Resource attributes: searchable by exact value but without a fast column; they repeat on
+/// every record of a resource, and ranges over them are not needed.
+fn resource_options() -> JsonObjectOptions {
     JsonObjectOptions::default()
         .set_stored()
         .set_indexing_options(
@@ -41,7 +48,6 @@ fn attributes_options() -> JsonObjectOptions {
                 .set_tokenizer("raw")
                 .set_index_option(IndexRecordOption::Basic),
         )
-        .set_fast("raw")
         .set_expand_dots_enabled()
 }
 
@@ -93,7 +99,7 @@ impl LogFields {
         let span_id = b.add_text_field("span_id", STRING | STORED);
         let scope = b.add_text_field("scope", STRING | STORED);
         let attributes = b.add_json_field("attributes", attributes_options());
-        let resource = b.add_json_field("resource", attributes_options());
+        let resource = b.add_json_field("resource", resource_options());
         let seq = b.add_u64_field("seq", INDEXED | FAST | STORED);
         Self {
             schema: b.build(),
@@ -181,7 +187,7 @@ impl SpanFields {
         let status_message = b.add_text_field("status_message", TEXT | STORED);
         let scope = b.add_text_field("scope", STRING | STORED);
         let attributes = b.add_json_field("attributes", attributes_options());
-        let resource = b.add_json_field("resource", attributes_options());
+        let resource = b.add_json_field("resource", resource_options());
         let events = b.add_text_field("events", STORED);
         let links = b.add_text_field("links", STORED);
         let seq = b.add_u64_field("seq", INDEXED | FAST | STORED);

@@ -298,18 +298,30 @@ pub fn search(
     let mut total = 0u64;
     for partition in store.partitions_newest_first(request.start, request.end) {
         let searcher = partition.searcher();
-        total += searcher
-            .search(&*counted, &Count)
-            .map_err(tantivy("count"))? as u64;
         let wanted = request.limit - hits.len();
         if wanted == 0 {
+            total += searcher
+                .search(&*counted, &Count)
+                .map_err(tantivy("count"))? as u64;
             continue;
         }
         let top = TopDocs::with_limit(wanted).order_by((
             (SortByStaticFastValue::<i64>::for_field("ts"), Order::Desc),
             (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
         ));
-        let found = searcher.search(&*paged, &top).map_err(tantivy("search"))?;
+        let found = if request.cursor.is_none() {
+            // One pass: the page and the count are over the same matches.
+            let (count, found) = searcher
+                .search(&*paged, &(Count, top))
+                .map_err(tantivy("search"))?;
+            total += count as u64;
+            found
+        } else {
+            total += searcher
+                .search(&*counted, &Count)
+                .map_err(tantivy("count"))? as u64;
+            searcher.search(&*paged, &top).map_err(tantivy("search"))?
+        };
         for ((ts_value, seq_value), address) in found {
             let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
             hits.push(hit(

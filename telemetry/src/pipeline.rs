@@ -18,14 +18,10 @@ use tokio::sync::watch;
 
 use crate::batch::Batch;
 use crate::metrics::{CollectorMetrics, SinkLabels};
-use crate::sinks::Sink;
+use crate::sinks::{CommitPolicy, Sink};
 use crate::topology::Chain;
 use crate::wal::{Lsn, WalReader};
 
-/// Commit the position after this many records, or after [`COMMIT_EVERY`], whichever first.
-const COMMIT_RECORDS: u64 = 512;
-/// Commit the position at least this often while records flow.
-const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// First pause before writing a batch again after a retryable failure; doubles up to 5 s.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -45,8 +41,9 @@ pub async fn run_sink(
     if let Some(stored) = stored {
         tracing::info!(sink = %name, position = %stored, "sink resumes after its stored position");
     }
-    let mut progress = Progress::default();
-    let mut tick = tokio::time::interval(COMMIT_EVERY);
+    let policy = sink.commit_policy();
+    let mut progress = Progress::new(policy);
+    let mut tick = tokio::time::interval(policy.every);
     loop {
         let record = tokio::select! {
             record = reader.next() => record,
@@ -113,24 +110,25 @@ fn held_since(chains: &[Chain]) -> Option<Instant> {
 struct Progress {
     read: VecDeque<(Instant, Lsn)>,
     last_commit: Instant,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self {
-            read: VecDeque::new(),
-            last_commit: Instant::now(),
-        }
-    }
+    policy: CommitPolicy,
 }
 
 impl Progress {
+    fn new(policy: CommitPolicy) -> Self {
+        Self {
+            read: VecDeque::new(),
+            last_commit: Instant::now(),
+            policy,
+        }
+    }
+
     fn read(&mut self, lsn: Lsn, at: Instant) {
         self.read.push_back((at, lsn));
     }
 
     fn due(&self) -> bool {
-        self.read.len() as u64 >= COMMIT_RECORDS || self.last_commit.elapsed() >= COMMIT_EVERY
+        self.read.len() as u64 >= self.policy.records
+            || self.last_commit.elapsed() >= self.policy.every
     }
 
     /// Commits the sink and then its checkpoint up to the newest record read before
@@ -406,7 +404,7 @@ mod tests {
         ));
         until("records 2 to 5", || sink.bodies.lock().unwrap().len() == 4).await;
         // Two commit periods pass; record 1 is still held, so nothing may be committed.
-        tokio::time::sleep(2 * COMMIT_EVERY).await;
+        tokio::time::sleep(2 * CommitPolicy::default().every).await;
         assert!(sink.commits.lock().unwrap().is_empty());
         assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(0));
 

@@ -2,7 +2,7 @@
 //! `log-index` crate, behind the search API ([`crate::query`]).
 //!
 //! Each write adds the batch's documents; each commit commits the partitions written since the
-//! last one (what is committed is searchable at once: the pipeline commits at least every half
+//! last one (what is committed is searchable at once: the pipeline commits these sinks every
 //! second) and stores the log position with them, so after a crash the index resumes where its
 //! data ends (exactly once, see [`log_index::store`]). Other signals pass through untouched.
 
@@ -10,9 +10,16 @@ use std::sync::Arc;
 
 use log_index::{IndexError, LogIndex, SpanIndex};
 
-use super::{BoxFuture, Sink, SinkError};
+use super::{BoxFuture, CommitPolicy, Sink, SinkError};
 use crate::batch::Batch;
 use crate::wal::Lsn;
+
+/// Index commits: once a second (searchable within about a second of the acknowledgement,
+/// with half the segments, and so half the merging, of the default half second).
+const INDEX_COMMITS: CommitPolicy = CommitPolicy {
+    records: 8192,
+    every: std::time::Duration::from_secs(1),
+};
 
 fn failed(error: IndexError) -> SinkError {
     SinkError {
@@ -66,6 +73,10 @@ impl Sink for LogIndexSink {
     fn durable_position(&self) -> Option<Lsn> {
         self.index.store().position().map(Lsn)
     }
+
+    fn commit_policy(&self) -> CommitPolicy {
+        INDEX_COMMITS
+    }
 }
 
 /// The span index sink.
@@ -103,5 +114,9 @@ impl Sink for SpanIndexSink {
 
     fn durable_position(&self) -> Option<Lsn> {
         self.index.store().position().map(Lsn)
+    }
+
+    fn commit_policy(&self) -> CommitPolicy {
+        INDEX_COMMITS
     }
 }

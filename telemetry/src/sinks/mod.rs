@@ -28,6 +28,25 @@ pub struct SinkError {
     pub retryable: bool,
 }
 
+/// When the pipeline commits a sink (see [`Sink::commit_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPolicy {
+    /// Commit after this many log records.
+    pub records: u64,
+    /// Commit at least this often while records flow.
+    pub every: std::time::Duration,
+}
+
+impl Default for CommitPolicy {
+    /// 512 records or half a second.
+    fn default() -> Self {
+        Self {
+            records: 512,
+            every: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
 /// A boxed future, for object-safe async methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -55,6 +74,12 @@ pub trait Sink: Send {
     fn commit(&mut self, position: Lsn) -> BoxFuture<'_, Result<(), SinkError>> {
         let _ = position;
         Box::pin(async { Ok(()) })
+    }
+
+    /// How often the pipeline commits this sink: after this many log records, or this long
+    /// after the last commit while records flow, whichever first.
+    fn commit_policy(&self) -> CommitPolicy {
+        CommitPolicy::default()
     }
 
     /// The position stored with the sink's own data at start: records at or before it are
