@@ -2,9 +2,12 @@
 //! write-ahead log and the redact transform, out as Prometheus series and the collector's own
 //! metrics on `/metrics`; a clean stop.
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::free_ports;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -16,14 +19,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::PipelineConfig;
-
-/// `N` distinct free ports on loopback (held together while chosen, so never the same twice).
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
 
 fn string(key: &str, value: &str) -> KeyValue {
     KeyValue {

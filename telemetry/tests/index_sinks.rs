@@ -2,54 +2,15 @@
 //! redaction, searchable within 2 s of the acknowledgement; one trace from two services with
 //! its logs at `/api/v1/traces/{id}`; bad queries answered 400; a restart indexes nothing twice.
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{exchange, free_ports, wait_up};
 use serde_json::{Value, json};
 use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::{PipelineConfig, ValidatedPipeline};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// One HTTP/1.1 exchange: (status, body as JSON or null).
-async fn exchange(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response);
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    // Chunked bodies: the JSON is the one line that parses.
-    let json = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body.lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null)
-    } else {
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    };
-    (status, json)
-}
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 
@@ -106,16 +67,6 @@ fn pipeline(http: SocketAddr) -> ValidatedPipeline {
         "#
     ))
     .unwrap()
-}
-
-async fn wait_up(query: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(query).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the query port never opened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

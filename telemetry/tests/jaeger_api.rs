@@ -3,64 +3,15 @@
 //! gives (the committed sample `fixtures/jaeger_trace.json`), and found by service, operation,
 //! tags and duration; the service and operation pickers; bad parameters and unknown traces.
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{exchange, free_ports, url_encode as enc, wait_up};
 use serde_json::{Value, json};
 use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::{PipelineConfig, ValidatedPipeline};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// One HTTP/1.1 exchange: (status, body as JSON or null).
-async fn exchange(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response);
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    // Chunked bodies: the JSON is the one line that parses.
-    let json = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body.lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or(Value::Null)
-    } else {
-        serde_json::from_str(body).unwrap_or(Value::Null)
-    };
-    (status, json)
-}
-
-async fn wait_up(query: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(query).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the query port never opened");
-}
 
 fn pipeline(http: SocketAddr) -> ValidatedPipeline {
     PipelineConfig::from_toml_str(&format!(
@@ -74,18 +25,6 @@ fn pipeline(http: SocketAddr) -> ValidatedPipeline {
         "#
     ))
     .unwrap()
-}
-
-/// A query-string value, percent-encoded.
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
