@@ -4,6 +4,7 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::{Map, Value};
@@ -113,6 +114,17 @@ fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str
     })
 }
 
+/// What every document of a resource carries: `service.name` (`unknown` without one),
+/// `service.instance.id`, and all the resource's attributes.
+fn resource_fields(resource: Option<&Resource>) -> (&str, Option<&str>, OwnedValue) {
+    let attributes = resource.map_or(&[][..], |r| r.attributes.as_slice());
+    (
+        string_attribute(attributes, "service.name").unwrap_or("unknown"),
+        string_attribute(attributes, "service.instance.id"),
+        attributes_to_owned(attributes),
+    )
+}
+
 fn to_i64(nanos: u64) -> i64 {
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }
@@ -135,13 +147,7 @@ pub fn log_docs(
 ) -> Vec<IndexDoc> {
     let mut docs = Vec::new();
     for resource_logs in &request.resource_logs {
-        let resource_attributes = resource_logs
-            .resource
-            .as_ref()
-            .map_or(&[][..], |r| r.attributes.as_slice());
-        let service = string_attribute(resource_attributes, "service.name").unwrap_or("unknown");
-        let instance = string_attribute(resource_attributes, "service.instance.id");
-        let resource = attributes_to_owned(resource_attributes);
+        let (service, instance, resource) = resource_fields(resource_logs.resource.as_ref());
         for scope_logs in &resource_logs.scope_logs {
             let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
             for record in &scope_logs.log_records {
@@ -208,13 +214,7 @@ pub fn span_docs(
     let mut docs = Vec::new();
     let mut skipped = 0;
     for resource_spans in &request.resource_spans {
-        let resource_attributes = resource_spans
-            .resource
-            .as_ref()
-            .map_or(&[][..], |r| r.attributes.as_slice());
-        let service = string_attribute(resource_attributes, "service.name").unwrap_or("unknown");
-        let instance = string_attribute(resource_attributes, "service.instance.id");
-        let resource = attributes_to_owned(resource_attributes);
+        let (service, instance, resource) = resource_fields(resource_spans.resource.as_ref());
         for scope_spans in &resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref().map(|s| s.name.as_str());
             for span in &scope_spans.spans {

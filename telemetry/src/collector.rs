@@ -138,30 +138,14 @@ pub async fn run(
                     .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
             ),
             SinkOptions::LogIndex(options) => {
-                let index = open_index(&settings.data_dir, name, |dir| {
-                    LogIndex::open(
-                        dir,
-                        StoreConfig {
-                            retention_days: options.retention_days,
-                            max_bytes: options.max_bytes,
-                            ..StoreConfig::default()
-                        },
-                    )
-                })?;
+                let config = store_config(options.retention_days, options.max_bytes);
+                let index = open_index(&settings.data_dir, name, config, LogIndex::open)?;
                 indexes.logs = Some(Arc::clone(&index));
                 Box::new(LogIndexSink::new(index))
             }
             SinkOptions::SpanIndex(options) => {
-                let index = open_index(&settings.data_dir, name, |dir| {
-                    SpanIndex::open(
-                        dir,
-                        StoreConfig {
-                            retention_days: options.retention_days,
-                            max_bytes: options.max_bytes,
-                            ..StoreConfig::default()
-                        },
-                    )
-                })?;
+                let config = store_config(options.retention_days, options.max_bytes);
+                let index = open_index(&settings.data_dir, name, config, SpanIndex::open)?;
                 indexes.spans = Some(Arc::clone(&index));
                 Box::new(SpanIndexSink::new(index))
             }
@@ -296,14 +280,24 @@ pub async fn run(
     Ok(())
 }
 
-/// Opens a sink's index under `<data_dir>/index`, off the runtime.
+/// An index sink's partition limits.
+fn store_config(retention_days: u32, max_bytes: u64) -> StoreConfig {
+    StoreConfig {
+        retention_days,
+        max_bytes,
+        ..StoreConfig::default()
+    }
+}
+
+/// Opens a sink's index under `<data_dir>/index`.
 fn open_index<T>(
     data_dir: &std::path::Path,
     name: &str,
-    open: impl FnOnce(&std::path::Path) -> Result<T, log_index::IndexError>,
+    config: StoreConfig,
+    open: impl FnOnce(&std::path::Path, StoreConfig) -> Result<T, log_index::IndexError>,
 ) -> Result<Arc<T>, CollectorError> {
     let dir = data_dir.join("index");
-    open(&dir).map(Arc::new).map_err(|e| {
+    open(&dir, config).map(Arc::new).map_err(|e| {
         CollectorError::Sink(format!(
             "sinks.{name}: cannot open the index in {}: {e}",
             dir.display()
