@@ -201,9 +201,10 @@ impl Default for LimitsConfig {
 pub struct CollectorConfig {
     /// The pipeline file (`[sources.*]`, `[transforms.*]`, `[sinks.*]`); empty: the built-in
     /// default (OTLP on 127.0.0.1:4317 and :4318, Pyroscope `/ingest`, redaction, the
-    /// Prometheus endpoint and the profile store).
+    /// Prometheus endpoint, the profile store, and the log and span index).
     pub pipeline: PathBuf,
-    /// Address of the query port: `/metrics`, `/ingest`, `/api/v1/profiles/...`, `/healthz`.
+    /// Address of the query port: `/metrics`, `/ingest`, `/api/v1/profiles/...`, the search
+    /// API (`/api/v1/logs/...`, `/api/v1/traces/...`), Jaeger's query API, `/healthz`.
     pub query_listen: SocketAddr,
     /// Bytes the write-ahead log (`<data_dir>/wal`) may hold; past it senders are told to
     /// retry later.
