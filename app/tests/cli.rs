@@ -256,28 +256,11 @@ fn migrate_then_bad_config_is_a_clear_error() {
 #[test]
 fn the_collector_command_takes_load_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let [grpc, http_port, query] = free_ports::<3>();
-    let pipeline = dir.path().join("pipeline.toml");
-    let text = telemetry::config::DEFAULT_PIPELINE
-        .replace("127.0.0.1:4317", &format!("127.0.0.1:{grpc}"))
-        .replace("127.0.0.1:4318", &format!("127.0.0.1:{http_port}"));
-    std::fs::write(&pipeline, text).unwrap();
-    let mut collector = Command::new(BIN)
-        .args(["collector", "--data-dir"])
-        .arg(dir.path())
-        .env("FERTIVISION_COLLECTOR__PIPELINE", &pipeline)
-        .env(
-            "FERTIVISION_COLLECTOR__QUERY_LISTEN",
-            format!("127.0.0.1:{query}"),
-        )
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(query, "GET", "/healthz", None, None).is_err() {
-        assert!(Instant::now() < deadline, "the collector did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pipeline = telemetry::config::DEFAULT_PIPELINE
+        .replace("127.0.0.1:4317", "127.0.0.1:{grpc}")
+        .replace("127.0.0.1:4318", "127.0.0.1:{http}");
+    let mut collector = process::Collector::start(dir.path(), &pipeline, &[]);
+    let (grpc, http_port) = (collector.grpc_port, collector.http_port);
     for (protocol, port, signal) in [("grpc", grpc, "traces"), ("http", http_port, "logs")] {
         let out = Command::new(BIN)
             .args([
@@ -301,7 +284,7 @@ fn the_collector_command_takes_load_and_stops_on_sigterm() {
         );
         assert!(summary.contains("acknowledged 2000"), "{summary}");
     }
-    let (_, metrics) = http(query, "GET", "/metrics", None, None).unwrap();
+    let metrics = collector.metrics();
     assert!(
         metrics.contains(r#"collector_accepted_items_total{signal="traces"} 2000"#),
         "{metrics}"
@@ -310,21 +293,6 @@ fn the_collector_command_takes_load_and_stops_on_sigterm() {
         metrics.contains(r#"collector_accepted_items_total{signal="logs"} 2000"#),
         "{metrics}"
     );
-    let pid = collector.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = collector.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = collector.stop();
+    assert!(status.success(), "{status}");
 }

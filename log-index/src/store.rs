@@ -418,22 +418,25 @@ impl IndexStore {
     pub fn apply_retention(&self, today: NaiveDate) -> Vec<NaiveDate> {
         let oldest_kept =
             today - Days::new(u64::from(self.config.retention_days.saturating_sub(1)));
+        // Sizes are read once: dropping a partition frees exactly its own.
+        let mut partitions: Vec<(NaiveDate, u64)> = self
+            .partitions()
+            .iter()
+            .map(|p| (p.day, p.size_bytes()))
+            .collect();
+        let mut total: u64 = partitions.iter().map(|(_, size)| size).sum();
         let mut dropped = Vec::new();
-        loop {
-            let partitions = self.partitions();
-            let total: u64 = partitions.iter().map(|p| p.size_bytes()).sum();
-            let Some(oldest) = partitions.first() else {
-                break;
-            };
-            let too_old = oldest.day < oldest_kept;
-            let too_big = total > self.config.max_bytes && partitions.len() > 1;
+        while let [(day, size), rest @ ..] = partitions.as_slice() {
+            let too_old = *day < oldest_kept;
+            let too_big = total > self.config.max_bytes && !rest.is_empty();
             if !(too_old || too_big) {
                 break;
             }
-            let day = oldest.day;
-            drop(partitions);
+            let (day, size) = (*day, *size);
             self.drop_partition(day);
             dropped.push(day);
+            total -= size;
+            partitions.remove(0);
         }
         dropped
     }

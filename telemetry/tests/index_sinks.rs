@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::{exchange, free_ports, wait_up};
 use serde_json::{Value, json};
-use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::{PipelineConfig, ValidatedPipeline};
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
@@ -73,18 +72,8 @@ fn pipeline(http: SocketAddr) -> ValidatedPipeline {
 async fn logs_and_spans_are_searchable_within_two_seconds_and_linked_by_trace() {
     let dir = tempfile::tempdir().unwrap();
     let [http, query] = free_ports::<2>();
-    let settings = CollectorSettings {
-        pipeline: pipeline(http),
-        data_dir: dir.path().to_path_buf(),
-        wal_max_bytes: 64 << 20,
-        fsync: true,
-        query_listen: query,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(run(settings.clone(), async move {
-        let _ = stop_rx.await;
-    }));
-    wait_up(query).await;
+    let settings = common::settings(pipeline(http), dir.path(), query);
+    let collector = common::start(settings.clone()).await;
     wait_up(http).await;
 
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() as u64;
@@ -213,18 +202,12 @@ async fn logs_and_spans_are_searchable_within_two_seconds_and_linked_by_trace() 
 
     // A clean stop and a restart: the log is replayed from the checkpoints, and the indexes
     // skip what they stored.
-    stop_tx.send(()).unwrap();
-    collector.await.unwrap().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(run(settings, async move {
-        let _ = stop_rx.await;
-    }));
-    wait_up(query).await;
+    collector.stop().await;
+    let collector = common::start(settings).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, page) = exchange(query, "GET", "/api/v1/logs/search", None).await;
     assert_eq!(page["total"], 2, "{page}");
     let (_, page) = exchange(query, "GET", "/api/v1/spans/search", None).await;
     assert_eq!(page["total"], 2, "{page}");
-    stop_tx.send(()).unwrap();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{exchange, free_ports, url_encode as enc, wait_up};
 use serde_json::{Value, json};
-use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::{PipelineConfig, ValidatedPipeline};
 
 fn pipeline(http: SocketAddr) -> ValidatedPipeline {
@@ -216,18 +215,8 @@ fn trace_ids(answer: &Value) -> Vec<&str> {
 async fn grafana_reads_our_traces_through_the_jaeger_api() {
     let dir = tempfile::tempdir().unwrap();
     let [http, query] = free_ports::<2>();
-    let settings = CollectorSettings {
-        pipeline: pipeline(http),
-        data_dir: dir.path().to_path_buf(),
-        wal_max_bytes: 64 << 20,
-        fsync: true,
-        query_listen: query,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(run(settings, async move {
-        let _ = stop_rx.await;
-    }));
-    wait_up(query).await;
+    let settings = common::settings(pipeline(http), dir.path(), query);
+    let collector = common::start(settings).await;
     wait_up(http).await;
 
     // The fixture's times are fixed; the trace is sent an hour ago (well inside the index's
@@ -438,8 +427,7 @@ async fn grafana_reads_our_traces_through_the_jaeger_api() {
         json!([{ "code": 404, "msg": "trace not found" }])
     );
 
-    stop_tx.send(()).unwrap();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,24 +445,13 @@ async fn without_a_span_index_the_api_says_so() {
         "#
     ))
     .unwrap();
-    let settings = CollectorSettings {
-        pipeline,
-        data_dir: dir.path().to_path_buf(),
-        wal_max_bytes: 64 << 20,
-        fsync: true,
-        query_listen: query,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(run(settings, async move {
-        let _ = stop_rx.await;
-    }));
-    wait_up(query).await;
+    let settings = common::settings(pipeline, dir.path(), query);
+    let collector = common::start(settings).await;
     for path in ["/api/services", &format!("/api/traces/{TRACE}")] {
         let (status, answer) = exchange(query, "GET", path, None).await;
         assert_eq!(status, 404, "{path}: {answer}");
         let message = answer["errors"][0]["msg"].as_str().unwrap();
         assert!(message.contains("span_index"), "{message}");
     }
-    stop_tx.send(()).unwrap();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
 }

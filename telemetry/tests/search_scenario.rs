@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::{exchange, free_ports, url_encode as encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use telemetry::collector::{CollectorSettings, run};
 use telemetry::config::PipelineConfig;
 
 const SCENARIO: &str = concat!(
@@ -296,25 +295,9 @@ async fn every_query_of_the_scenario_finds_its_expected_hits() {
         "#
     ))
     .unwrap();
-    let settings = CollectorSettings {
-        pipeline,
-        data_dir: dir.path().to_path_buf(),
-        wal_max_bytes: 64 << 20,
-        fsync: true,
-        query_listen: query,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(run(settings, async move {
-        let _ = stop_rx.await;
-    }));
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(http).await.is_ok()
-            && tokio::net::TcpStream::connect(query).await.is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let settings = common::settings(pipeline, dir.path(), query);
+    let collector = common::start(settings).await;
+    common::wait_up(http).await;
 
     // Ten minutes ago, on a 5 s boundary (the histogram's buckets start on multiples of it).
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
@@ -356,8 +339,7 @@ async fn every_query_of_the_scenario_finds_its_expected_hits() {
             }
         }
     }
-    stop_tx.send(()).unwrap();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
     assert!(
         failures.is_empty(),
         "{} of {} queries failed: {failures:#?}",

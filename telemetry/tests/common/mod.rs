@@ -73,3 +73,43 @@ pub fn url_encode(text: &str) -> String {
     }
     out
 }
+
+/// A collector running in this process, on `query` and the ports of its pipeline.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), telemetry::collector::CollectorError>>,
+}
+
+/// The settings of a test collector: `pipeline`, state in `dir`, a 64 MiB log, fsync on.
+pub fn settings(
+    pipeline: telemetry::config::ValidatedPipeline,
+    dir: &std::path::Path,
+    query: SocketAddr,
+) -> telemetry::collector::CollectorSettings {
+    telemetry::collector::CollectorSettings {
+        pipeline,
+        data_dir: dir.to_path_buf(),
+        wal_max_bytes: 64 << 20,
+        fsync: true,
+        query_listen: query,
+    }
+}
+
+/// Starts a collector and waits until its query port answers.
+pub async fn start(settings: telemetry::collector::CollectorSettings) -> Running {
+    let query = settings.query_listen;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(telemetry::collector::run(settings, async move {
+        let _ = stopped.await;
+    }));
+    wait_up(query).await;
+    Running { stop, task }
+}
+
+impl Running {
+    /// Stops it and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
