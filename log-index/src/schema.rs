@@ -1,11 +1,13 @@
 //! The two schemas: log records and spans. Field names are what users type in queries
 //! (`service:api`, `severity:ERROR`, `attributes.http.route:"/x"`, `duration_ms:>250`).
 //!
-//! Times are `i64` nanoseconds since the epoch (fast and indexed, so ranges and ordering are
-//! exact to the nanosecond). Identifiers, services, severities and statuses are single raw
-//! terms; bodies and status messages are full text. Attributes and resource attributes are
-//! JSON objects with dotted keys expanded, each string leaf one raw term, so
-//! `attributes.http.route:"/api/v1/patients"` matches exactly and
+//! Times are `i64` nanoseconds since the epoch, in fast columns only: ranges and ordering read
+//! the column, exact to the nanosecond, and no term dictionary holds one term per record (such
+//! dictionaries were a large part of indexing and merging). `ts`, `seq` and `duration_ms` take
+//! ranges (`duration_ms:>250`, `ts:[a TO b]`), not single values. Identifiers, services,
+//! severities and statuses are single raw terms; bodies and status messages are full text.
+//! Attributes and resource attributes are JSON objects with dotted keys expanded, each string
+//! leaf one raw term, so `attributes.http.route:"/api/v1/patients"` matches exactly and
 //! `attributes.http.status_code:>=500` is a range. `seq` orders records with the same
 //! timestamp, so cursors are stable.
 
@@ -88,7 +90,7 @@ impl LogFields {
     /// Builds the schema.
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let ts = b.add_i64_field("ts", INDEXED | FAST | STORED);
+        let ts = b.add_i64_field("ts", FAST | STORED);
         let observed_ts = b.add_i64_field("observed_ts", STORED);
         let severity_number = b.add_u64_field("severity_number", INDEXED | FAST | STORED);
         let severity = b.add_text_field("severity", STRING | FAST | STORED);
@@ -100,7 +102,7 @@ impl LogFields {
         let scope = b.add_text_field("scope", STRING | STORED);
         let attributes = b.add_json_field("attributes", attributes_options());
         let resource = b.add_json_field("resource", resource_options());
-        let seq = b.add_u64_field("seq", INDEXED | FAST | STORED);
+        let seq = b.add_u64_field("seq", FAST | STORED);
         Self {
             schema: b.build(),
             ts,
@@ -173,9 +175,9 @@ impl SpanFields {
     /// Builds the schema.
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let ts = b.add_i64_field("ts", INDEXED | FAST | STORED);
+        let ts = b.add_i64_field("ts", FAST | STORED);
         let end = b.add_i64_field("end", STORED);
-        let duration_ms = b.add_f64_field("duration_ms", INDEXED | FAST | STORED);
+        let duration_ms = b.add_f64_field("duration_ms", FAST | STORED);
         let trace_id = b.add_text_field("trace_id", STRING | STORED);
         let span_id = b.add_text_field("span_id", STRING | STORED);
         let parent_span_id = b.add_text_field("parent_span_id", STRING | STORED);
@@ -190,7 +192,7 @@ impl SpanFields {
         let resource = b.add_json_field("resource", resource_options());
         let events = b.add_text_field("events", STORED);
         let links = b.add_text_field("links", STORED);
-        let seq = b.add_u64_field("seq", INDEXED | FAST | STORED);
+        let seq = b.add_u64_field("seq", FAST | STORED);
         Self {
             schema: b.build(),
             ts,

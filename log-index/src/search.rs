@@ -17,8 +17,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption, Schema};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Document, Order, TantivyDocument, Term};
@@ -118,6 +120,7 @@ pub struct SearchPage {
 #[derive(Clone)]
 pub struct Parser {
     parser: Arc<QueryParser>,
+    schema: Schema,
 }
 
 impl std::fmt::Debug for Parser {
@@ -134,6 +137,7 @@ impl Parser {
         parser.set_conjunction_by_default();
         Self {
             parser: Arc::new(parser),
+            schema: schema.clone(),
         }
     }
 
@@ -154,10 +158,30 @@ impl Parser {
         let parsed = std::panic::catch_unwind(move || parser.parse_query(&owned));
         match parsed {
             Ok(Ok(query)) => Ok(query),
+            Ok(Err(QueryParserError::FieldNotIndexed(name))) => {
+                Err(SearchError::InvalidQuery(self.not_indexed(&name, text)))
+            }
             Ok(Err(error)) => Err(SearchError::InvalidQuery(format!("{error} (in '{text}')"))),
             Err(_) => Err(SearchError::InvalidQuery(format!(
                 "the query cannot be parsed (in '{text}')"
             ))),
+        }
+    }
+}
+
+impl Parser {
+    /// What to tell a user who matched a single value of a field that has no terms.
+    fn not_indexed(&self, name: &str, text: &str) -> String {
+        let fast = self
+            .schema
+            .get_field(name)
+            .is_ok_and(|field| self.schema.get_field_entry(field).is_fast());
+        if fast {
+            format!(
+                "field '{name}' takes ranges, not single values: {name}:>=N or {name}:[A TO B] (in '{text}')"
+            )
+        } else {
+            format!("field '{name}' is stored, not searchable (in '{text}')")
         }
     }
 }
@@ -191,7 +215,12 @@ fn range_i64(field: Field, lower: Bound<i64>, upper: Bound<i64>) -> Box<dyn Quer
     Box::new(RangeQuery::new(lower.map(term), upper.map(term)))
 }
 
-fn all_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+/// A query matching what all of `queries` match; one query is returned as it is, so that its
+/// own fast paths (a term's count is its document frequency) stay in use.
+fn all_of(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    if queries.len() == 1 {
+        return queries.pop().expect("one query");
+    }
     Box::new(BooleanQuery::new(
         queries.into_iter().map(|q| (Occur::Must, q)).collect(),
     ))
@@ -200,10 +229,7 @@ fn all_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
 /// Everything that sorts after `cursor` (older, newest-first order).
 fn after(ts: Field, seq: Field, cursor: Cursor) -> Box<dyn Query> {
     let older = range_i64(ts, Bound::Unbounded, Bound::Excluded(cursor.ts));
-    let same_time = TermQuery::new(
-        Term::from_field_i64(ts, cursor.ts),
-        IndexRecordOption::Basic,
-    );
+    let same_time = range_i64(ts, Bound::Included(cursor.ts), Bound::Included(cursor.ts));
     let smaller_seq = RangeQuery::new(
         Bound::Unbounded,
         Bound::Excluded(Term::from_field_u64(seq, cursor.seq)),
@@ -212,7 +238,7 @@ fn after(ts: Field, seq: Field, cursor: Cursor) -> Box<dyn Query> {
         (Occur::Should, older),
         (
             Occur::Should,
-            all_of(vec![Box::new(same_time), Box::new(smaller_seq)]),
+            all_of(vec![same_time, Box::new(smaller_seq)]),
         ),
     ]))
 }
@@ -305,31 +331,52 @@ pub fn search(
                 .map_err(tantivy("count"))? as u64;
             continue;
         }
-        let top = TopDocs::with_limit(wanted).order_by((
-            (SortByStaticFastValue::<i64>::for_field("ts"), Order::Desc),
-            (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
-        ));
-        let found = if request.cursor.is_none() {
-            // One pass: the page and the count are over the same matches.
-            let (count, found) = searcher
-                .search(&*paged, &(Count, top))
-                .map_err(tantivy("search"))?;
-            total += count as u64;
-            found
-        } else {
-            total += searcher
+        // Counting is cheap (a term's count is its document frequency); sorting by the time
+        // columns means opening them in every segment. When every match fits on the page, as
+        // for a trace id, the matches are read and sorted without them.
+        let matched = searcher.search(&*paged, &Count).map_err(tantivy("count"))?;
+        total += match request.cursor {
+            None => matched as u64,
+            Some(_) => searcher
                 .search(&*counted, &Count)
-                .map_err(tantivy("count"))? as u64;
-            searcher.search(&*paged, &top).map_err(tantivy("search"))?
+                .map_err(tantivy("count"))? as u64,
         };
-        for ((ts_value, seq_value), address) in found {
-            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
-            hits.push(hit(
-                ts_value.unwrap_or_default(),
-                seq_value.unwrap_or_default(),
-                stored_fields(schema, &doc),
-            ));
+        if matched == 0 {
+            continue;
         }
+        let mut found = Vec::new();
+        if matched <= wanted {
+            let addresses = searcher
+                .search(&*paged, &DocSetCollector)
+                .map_err(tantivy("search"))?;
+            for address in addresses {
+                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
+                let fields = stored_fields(schema, &doc);
+                let ts_value = fields.get("ts").and_then(Value::as_i64).unwrap_or_default();
+                let seq_value = fields
+                    .get("seq")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_default();
+                found.push(hit(ts_value, seq_value, fields));
+            }
+            found.sort_by_key(|h| std::cmp::Reverse((h.ts, h.seq)));
+        } else {
+            let top = TopDocs::with_limit(wanted).order_by((
+                (SortByStaticFastValue::<i64>::for_field("ts"), Order::Desc),
+                (SortByStaticFastValue::<u64>::for_field("seq"), Order::Desc),
+            ));
+            for ((ts_value, seq_value), address) in
+                searcher.search(&*paged, &top).map_err(tantivy("search"))?
+            {
+                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
+                found.push(hit(
+                    ts_value.unwrap_or_default(),
+                    seq_value.unwrap_or_default(),
+                    stored_fields(schema, &doc),
+                ));
+            }
+        }
+        hits.extend(found);
     }
     let next_cursor = (hits.len() == request.limit)
         .then(|| {

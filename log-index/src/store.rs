@@ -311,7 +311,7 @@ impl IndexStore {
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let settings = IndexSettings {
             docstore_compression: Compressor::Zstd(ZstdCompressor {
-                compression_level: Some(3),
+                compression_level: Some(1),
             }),
             ..IndexSettings::default()
         };

@@ -277,6 +277,24 @@ fn bad_queries_and_parameters_are_clear_errors() {
             other => panic!("{bad}: {other:?}"),
         }
     }
+    // Times and sequence numbers live in fast columns only: they take ranges, and the error
+    // says so; stored-only fields are named as not searchable.
+    for (query, says) in [
+        ("ts:5", "field 'ts' takes ranges"),
+        ("seq:1", "field 'seq' takes ranges"),
+        (
+            "observed_ts:5",
+            "field 'observed_ts' is stored, not searchable",
+        ),
+    ] {
+        match index.search(&request(query)) {
+            Err(SearchError::InvalidQuery(message)) => {
+                assert!(message.contains(says), "{query}: {message}")
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+    assert!(index.search(&request("ts:>=0")).unwrap().total > 0);
     let long = "x ".repeat(3000);
     assert!(matches!(
         index.search(&request(&long)),
