@@ -240,7 +240,19 @@ impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
         let config = self.load_config()?;
-        server::init_logging(&config);
+        let service = match &self.command {
+            None | Some(Command::Up(_)) => Some("fertivision"),
+            Some(Command::Serve(_)) => Some("fertivision-api"),
+            Some(Command::Worker { .. }) => Some("fertivision-worker"),
+            Some(_) => None,
+        };
+        let telemetry = crate::otel::init(&config, service);
+        let outcome = self.run_command(config).await;
+        telemetry.shutdown().await;
+        outcome
+    }
+
+    async fn run_command(self, config: Config) -> anyhow::Result<()> {
         // Listen for SIGTERM before anything starts, so that no part misses it.
         let shutdown = server::listen_for_shutdown();
         let sqlite = config.database.url.is_empty() || config.database.url.starts_with("sqlite:");

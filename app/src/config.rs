@@ -41,6 +41,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// Log output of this process (stderr).
     pub log: LogConfig,
+    /// What this process exports about itself to the collector.
+    pub telemetry: TelemetryConfig,
 }
 
 /// The HTTP API.
@@ -224,6 +226,49 @@ impl Default for CollectorConfig {
     }
 }
 
+/// What the API and the workers export about themselves: traces, logs and metrics over
+/// OTLP/gRPC, CPU profiles to `/ingest`. A collector that is down or refusing costs nothing but the lost telemetry,
+/// which is counted (`fertivision_telemetry_lost_total`) and reported on the process log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Export at all; off, the process log on stderr is all there is.
+    pub enabled: bool,
+    /// The collector's OTLP/gRPC endpoint.
+    pub otlp_endpoint: String,
+    /// Spans, and separately log records, waiting for export at most; past it new ones are
+    /// dropped and counted.
+    pub queue_size: usize,
+    /// How often queued spans and log records are sent, in milliseconds.
+    pub batch_delay_ms: u64,
+    /// How often the metrics are pushed, in milliseconds.
+    pub metrics_interval_ms: u64,
+    /// How long one export may take, in milliseconds.
+    pub export_timeout_ms: u64,
+    /// Continuous CPU profiling (pprof at 99 Hz), pushed to `profile_endpoint`.
+    pub profiling: bool,
+    /// The collector's Pyroscope-compatible `/ingest`.
+    pub profile_endpoint: String,
+    /// Seconds of each profile window; one push per window.
+    pub profile_interval_secs: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            otlp_endpoint: "http://127.0.0.1:4317".to_owned(),
+            queue_size: 4096,
+            batch_delay_ms: 1000,
+            metrics_interval_ms: 10_000,
+            export_timeout_ms: 5000,
+            profiling: true,
+            profile_endpoint: "http://127.0.0.1:7070/ingest".to_owned(),
+            profile_interval_secs: 15,
+        }
+    }
+}
+
 /// Log output of this process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -259,6 +304,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             collector: CollectorConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -404,6 +450,32 @@ impl Config {
             || url.starts_with("sqlite:"))
         {
             return invalid("database.url must start with postgres://, postgresql:// or sqlite:");
+        }
+        let telemetry = &self.telemetry;
+        if telemetry.enabled
+            && !(telemetry.otlp_endpoint.starts_with("http://")
+                || telemetry.otlp_endpoint.starts_with("https://"))
+        {
+            return invalid("telemetry.otlp_endpoint must start with http:// or https://");
+        }
+        if telemetry.enabled
+            && telemetry.profiling
+            && !(telemetry.profile_endpoint.starts_with("http://")
+                || telemetry.profile_endpoint.starts_with("https://"))
+        {
+            return invalid("telemetry.profile_endpoint must start with http:// or https://");
+        }
+        if !(1..=3600).contains(&telemetry.profile_interval_secs) {
+            return invalid("telemetry.profile_interval_secs must be 1 to 3600");
+        }
+        if telemetry.queue_size == 0
+            || telemetry.batch_delay_ms == 0
+            || telemetry.metrics_interval_ms == 0
+            || telemetry.export_timeout_ms == 0
+        {
+            return invalid(
+                "telemetry.queue_size, batch_delay_ms, metrics_interval_ms and export_timeout_ms must be positive",
+            );
         }
         if self.jobs.concurrency == 0 {
             return invalid("jobs.concurrency must be positive");

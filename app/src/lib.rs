@@ -4,7 +4,8 @@
 //! route), which validates and classifies with the pure rules of [`domain`], stores through
 //! [`store`] (SQLite or PostgreSQL) and [`objects`] (local disk or S3), and answers JSON.
 //! [`server`] opens these from the [`config`] and runs the listener; [`cli`] is the command
-//! line that chooses what to run.
+//! line that chooses what to run. [`otel`] exports what all of them do (traces, logs, the
+//! metric catalogue) to the collector.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -19,6 +20,7 @@ pub mod jobs;
 pub mod limits;
 pub mod objects;
 pub mod observe;
+pub mod otel;
 pub mod redis;
 pub mod report;
 pub mod resilience;

@@ -11,6 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
+use tracing::Instrument;
 
 use crate::config::{Config, StorageConfig};
 use crate::resilience::{Breaker, BreakerConfig, BreakerState, Guarded};
@@ -141,7 +142,11 @@ impl Objects {
     /// Starts a streamed upload to `key`.
     pub async fn start_upload(&self, key: &str) -> object_store::Result<Upload> {
         let path = ObjectPath::from(key);
-        let upload = self.guarded(self.inner.put_multipart(&path)).await?;
+        let upload = traced(
+            "put_multipart",
+            self.guarded(self.inner.put_multipart(&path)),
+        )
+        .await?;
         Ok(Upload {
             writer: WriteMultipart::new(upload),
         })
@@ -153,14 +158,19 @@ impl Objects {
         key: &str,
     ) -> object_store::Result<BoxStream<'static, object_store::Result<Bytes>>> {
         let path = ObjectPath::from(key);
-        Ok(self.read(|| self.inner.get(&path)).await?.into_stream())
+        Ok(traced("get", self.read(|| self.inner.get(&path)))
+            .await?
+            .into_stream())
     }
 
     /// The whole content of `key` (documents are at most a few MB).
     pub async fn get_bytes(&self, key: &str) -> object_store::Result<Bytes> {
         let path = ObjectPath::from(key);
-        self.read(|| async { self.inner.get(&path).await?.bytes().await })
-            .await
+        traced(
+            "get",
+            self.read(|| async { self.inner.get(&path).await?.bytes().await }),
+        )
+        .await
     }
 
     /// Stores `bytes` under `key`, replacing what was there.
@@ -168,7 +178,7 @@ impl Objects {
         let path = ObjectPath::from(key);
         let payload: object_store::PutPayload = bytes.into();
         // A put of the whole object replaces it: idempotent, so it is retried like a read.
-        self.read(|| self.inner.put(&path, payload.clone()))
+        traced("put", self.read(|| self.inner.put(&path, payload.clone())))
             .await
             .map(|_| ())
     }
@@ -176,7 +186,7 @@ impl Objects {
     /// Removes `key`; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> object_store::Result<()> {
         let path = ObjectPath::from(key);
-        match self.read(|| self.inner.delete(&path)).await {
+        match traced("delete", self.read(|| self.inner.delete(&path))).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -190,6 +200,26 @@ impl Objects {
     }
 }
 
+/// Runs one object storage call in a client span named after its operation. Keys are not
+/// recorded: a span names what was done, not to which document.
+async fn traced<T>(
+    operation: &'static str,
+    call: impl Future<Output = object_store::Result<T>>,
+) -> object_store::Result<T> {
+    let span = tracing::info_span!(
+        "object storage",
+        otel.name = %format!("object_store {operation}"),
+        otel.kind = "client",
+        object_store.operation = operation,
+        otel.status_code = tracing::field::Empty,
+    );
+    let outcome = call.instrument(span.clone()).await;
+    if matches!(&outcome, Err(e) if !matches!(e, object_store::Error::NotFound { .. })) {
+        span.record("otel.status_code", "error");
+    }
+    outcome
+}
+
 impl Upload {
     /// Appends bytes (sent as parts in the background, with back-pressure).
     pub async fn write(&mut self, bytes: &[u8]) -> object_store::Result<()> {
@@ -200,7 +230,9 @@ impl Upload {
 
     /// Makes the object visible.
     pub async fn finish(self) -> object_store::Result<()> {
-        self.writer.finish().await.map(|_| ())
+        traced("complete_multipart", self.writer.finish())
+            .await
+            .map(|_| ())
     }
 
     /// Drops everything written so far.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand};
+use tracing::Instrument;
 
 use crate::resilience::{Breaker, BreakerConfig, BreakerState, Guarded};
 
@@ -82,10 +83,33 @@ impl Redis {
             CustomCommand::new_static(name, ClusterHash::FirstKey, false),
             args,
         );
-        match self.breaker.call(self.timeout, call, |_| false).await {
+        let span = redis_span(name);
+        let outcome = match self
+            .breaker
+            .call(self.timeout, call, |_| false)
+            .instrument(span.clone())
+            .await
+        {
             Ok(value) => Ok(value),
             Err(Guarded::Failed(e)) => Err(RedisUnavailable(e.to_string())),
             Err(other) => Err(RedisUnavailable(other.to_string())),
+        };
+        if outcome.is_err() {
+            span.record("otel.status_code", "error");
         }
+        outcome
     }
+}
+
+/// A client span for one Redis command: its name only, never its keys or values (a cache key
+/// names a patient's uuid at most, but values may hold records).
+pub fn redis_span(command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.name = command,
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = command,
+        otel.status_code = tracing::field::Empty,
+    )
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::auth::{Role, generate_token};
 use crate::cache::Cache;
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::jobs::worker::{self, WorkerContext};
 use crate::jobs::{Jobs, Queue, reconciler};
 use crate::limits::RateLimits;
@@ -17,25 +17,6 @@ use crate::objects::Objects;
 use crate::redis::Redis;
 use crate::resilience::BreakerConfig;
 use crate::store::{Store, StoreOptions};
-
-/// Sets up the process log on stderr from `log.filter` (`RUST_LOG` wins when set).
-pub fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a person at a terminal, not in files or log collectors.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests) is harmless: the first subscriber stays.
-    let _ = match config.log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 
 /// Opens the database named by the configuration. Migrations run when `migrate` is set.
 pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +19,7 @@ use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, PageParams, 
 use crate::analysis::{DocumentAnalysis, LabValue};
 use crate::auth::{Action, Caller};
 use crate::domain::Domain;
-use crate::jobs::analyze_document_job;
+use crate::jobs::{ANALYZE_DOCUMENT, analyze_document_job, enqueue_span};
 use crate::limits::Limit;
 use crate::objects::Upload;
 use crate::store::{Document, NewDocument};
@@ -134,6 +135,7 @@ async fn upload_document(
     let key = format!("documents/{patient_id}/{id}");
     let mut object_written = false;
     let outcome = receive_form(&state, &mut multipart, &key, &mut object_written).await;
+    let enqueue = enqueue_span(ANALYZE_DOCUMENT);
     let stored = match outcome {
         Ok((document_type, file)) => {
             let new = NewDocument {
@@ -146,9 +148,11 @@ async fn upload_document(
                 sha256: file.sha256,
                 object_key: key.clone(),
             };
+            let job = analyze_document_job(id, &state.config.jobs, &enqueue);
             state
                 .store
-                .insert_document(new, Some(analyze_document_job(id, &state.config.jobs)))
+                .insert_document(new, Some(job))
+                .instrument(enqueue.clone())
                 .await
                 .map_err(missing("patient"))
         }
@@ -157,7 +161,7 @@ async fn upload_document(
     match stored {
         Ok((document, job)) => {
             if let Some(job) = job {
-                state.jobs.hand_over(job.id).await;
+                state.jobs.hand_over(job.id).instrument(enqueue).await;
             }
             state.cache.bump_summaries().await;
             tracing::info!(patient_id = %patient_id, document_id = %document.id, size_bytes = document.size_bytes, content_type = %document.content_type, "document stored");

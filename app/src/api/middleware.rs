@@ -1,8 +1,8 @@
-//! The middleware every request passes through, outermost first: request id, tracing (with
-//! slow-request logging), panic catching, JSON error bodies for anything the framework
+//! The middleware every request passes through, outermost first: request id, observation
+//! (the server span, `traceparent` in and out, the request metrics, slow-request logging), panic catching, JSON error bodies for anything the framework
 //! answers itself, security headers, compression, timeout and body limits.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,8 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{OnResponse, TraceLayer};
-use tracing::Span;
+use tracing::Instrument;
 
 use super::ApiError;
 use crate::config::Config;
@@ -32,29 +31,6 @@ pub fn apply(app: Router, config: &Config) -> Router {
     let slow = Duration::from_millis(config.api.slow_request_ms);
     let hard_body_limit =
         usize::try_from(config.api.max_upload_bytes + MULTIPART_OVERHEAD).unwrap_or(usize::MAX);
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request<Body>| {
-            // The route template, never the raw path or query: a query may carry a record
-            // number, and telemetry must not.
-            let route = request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str);
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!(
-                "request",
-                http.request.method = %request.method(),
-                http.route = route,
-                request_id,
-                http.response.status_code = tracing::field::Empty,
-            )
-        })
-        .on_request(())
-        .on_response(LogResponse { slow });
     let security_headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -85,7 +61,10 @@ pub fn apply(app: Router, config: &Config) -> Router {
     app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(trace)
+            .layer(axum::middleware::from_fn_with_state(
+                Observe { slow },
+                observe,
+            ))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal("a handler panicked").into_response()
@@ -102,22 +81,99 @@ pub fn apply(app: Router, config: &Config) -> Router {
     )
 }
 
-/// Records the status on the request span and logs requests slower than `slow` as warnings.
+/// Settings of [`observe`].
 #[derive(Debug, Clone, Copy)]
-struct LogResponse {
+struct Observe {
+    /// Requests slower than this are logged as warnings.
     slow: Duration,
 }
 
-impl<B> OnResponse<B> for LogResponse {
-    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
-        let status = response.status().as_u16();
-        span.record("http.response.status_code", status);
-        let latency_ms = latency.as_millis();
-        if latency > self.slow {
-            tracing::warn!(latency_ms, status, "slow request");
-        } else {
-            tracing::debug!(latency_ms, status, "request");
+/// Gives every request its server span (named after the route template, never the raw path
+/// or query, which may carry a record number), continuing the caller's trace when a valid
+/// `traceparent` comes in; counts it in `http.server.active_requests` while it runs, times it
+/// into `http.server.request.duration` with its trace as the exemplar, names the trace in the
+/// response (`traceparent`, `x-trace-id`), and logs slow requests.
+async fn observe(
+    axum::extract::State(settings): axum::extract::State<Observe>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        request_id,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::otel::propagation::continue_from_headers(&span, request.headers());
+    let trace = crate::otel::propagation::trace_ref(&span);
+    let metrics = crate::otel::metrics();
+    let active = Active::start(&metrics.http_active, &method);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let latency = started.elapsed();
+    drop(active);
+    let status = response.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    metrics.http_duration.record(
+        latency.as_secs_f64(),
+        &[&route, &method, status.as_str()],
+        trace,
+    );
+    if let Some(trace) = trace {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&crate::otel::propagation::traceparent(&trace)) {
+            headers.insert("traceparent", value);
         }
+        if let Ok(value) = HeaderValue::from_str(&hex::encode(trace.trace_id)) {
+            headers.insert("x-trace-id", value);
+        }
+    }
+    let _entered = span.enter();
+    let latency_ms = latency.as_millis();
+    if latency > settings.slow {
+        tracing::warn!(latency_ms, status = status.as_u16(), "slow request");
+    } else {
+        tracing::debug!(latency_ms, status = status.as_u16(), "request");
+    }
+    response
+}
+
+/// One request in `http.server.active_requests`, until dropped (also when the client goes
+/// away and the request's future is dropped).
+struct Active<'a> {
+    gauge: &'a telemetry::catalogue::Gauge,
+    method: &'a str,
+}
+
+impl<'a> Active<'a> {
+    fn start(gauge: &'a telemetry::catalogue::Gauge, method: &'a str) -> Self {
+        gauge.add(1.0, &[method]);
+        Self { gauge, method }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.gauge.add(-1.0, &[self.method]);
     }
 }
 

@@ -217,6 +217,7 @@ async fn create_patient(
         phone: body.phone.as_deref().map(validate_phone).transpose()?,
     };
     let patient = state.store.create_patient(new).await?;
+    crate::otel::metrics().patients.add(1.0, &[]);
     state.cache.bump_summaries().await;
     tracing::info!(patient_id = %patient.id, "patient created");
     Ok((StatusCode::CREATED, Json(patient)))

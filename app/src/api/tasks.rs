@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, missing, validate_limit};
 use crate::auth::{Action, Caller};
-use crate::jobs::{GENERATE_REPORT, generate_report_job};
+use crate::jobs::{GENERATE_REPORT, enqueue_span, generate_report_job};
 use crate::limits::Limit;
 use crate::store::Job;
 
@@ -100,9 +101,15 @@ async fn request_report(
         .get_patient(patient_id)
         .await
         .map_err(missing("patient"))?;
+    let enqueue = enqueue_span(GENERATE_REPORT);
     let job = state
         .jobs
-        .submit(generate_report_job(patient_id, &state.config.jobs))
+        .submit(generate_report_job(
+            patient_id,
+            &state.config.jobs,
+            &enqueue,
+        ))
+        .instrument(enqueue)
         .await?;
     tracing::info!(%patient_id, task_id = %job.id, "report requested");
     let location = format!("/api/v1/tasks/{}", job.id);

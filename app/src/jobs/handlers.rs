@@ -47,6 +47,7 @@ fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, JobError> {
 
 async fn analyze_document(ctx: &WorkerContext, job: &Job) -> Result<(), JobError> {
     let DocumentPayload { document_id } = payload(job)?;
+    let started = std::time::Instant::now();
     let document = match ctx.store.get_document(document_id).await {
         Ok(document) => document,
         Err(StoreError::NotFound) => {
@@ -95,11 +96,17 @@ async fn analyze_document(ctx: &WorkerContext, job: &Job) -> Result<(), JobError
             error: Some(reason),
         },
     };
+    let status = effect.status;
     let applied = ctx
         .store
         .finish_document_analysis(job.id, &ctx.worker_id, effect)
         .await
         .map_err(|e| JobError::at("store analysis", e))?;
+    crate::otel::metrics().document_processing.record(
+        started.elapsed().as_secs_f64(),
+        &[status],
+        crate::otel::propagation::trace_ref(&tracing::Span::current()),
+    );
     if !applied {
         tracing::warn!(job_id = %job.id, "analysis finished after the lease was taken over; discarded");
     } else {
@@ -110,6 +117,7 @@ async fn analyze_document(ctx: &WorkerContext, job: &Job) -> Result<(), JobError
 
 async fn generate_report(ctx: &WorkerContext, job: &Job) -> Result<(), JobError> {
     let PatientPayload { patient_id } = payload(job)?;
+    let started = std::time::Instant::now();
     let store = &ctx.store;
     let patient = store
         .get_patient(patient_id)
@@ -175,10 +183,16 @@ async fn generate_report(ctx: &WorkerContext, job: &Job) -> Result<(), JobError>
         score,
         documents: report_documents,
     };
+    let rendering = std::time::Instant::now();
     let pdf = tokio::task::spawn_blocking(move || report::render_report(&data))
         .await
         .map_err(|e| JobError::at("render task", e))?
         .map_err(|e| JobError::at("render", e))?;
+    tracing::debug!(
+        render_ms = rendering.elapsed().as_millis() as u64,
+        size_bytes = pdf.len(),
+        "report rendered"
+    );
     // The key depends only on the job: a second run overwrites the same object.
     let key = format!("reports/{patient_id}/{}.pdf", job.id);
     let size = pdf.len();
@@ -194,5 +208,10 @@ async fn generate_report(ctx: &WorkerContext, job: &Job) -> Result<(), JobError>
     if !completed {
         tracing::warn!(job_id = %job.id, "report finished after the lease was taken over; discarded");
     }
+    crate::otel::metrics().report_generation.record(
+        started.elapsed().as_secs_f64(),
+        &[],
+        crate::otel::propagation::trace_ref(&tracing::Span::current()),
+    );
     Ok(())
 }

@@ -32,22 +32,77 @@ pub const ANALYZE_DOCUMENT: &str = "analyze_document";
 /// Job kind: render a patient's PDF report.
 pub const GENERATE_REPORT: &str = "generate_report";
 
-/// The job that analyses `document_id`.
-pub fn analyze_document_job(document_id: Uuid, config: &JobsConfig) -> NewJob {
+/// The job that analyses `document_id`, queued in `enqueue` (see [`enqueue_span`]).
+pub fn analyze_document_job(
+    document_id: Uuid,
+    config: &JobsConfig,
+    enqueue: &tracing::Span,
+) -> NewJob {
     NewJob {
         kind: ANALYZE_DOCUMENT,
-        payload: serde_json::json!({ "document_id": document_id }),
+        payload: serde_json::json!({
+            "document_id": document_id,
+            TRACE_KEY: crate::otel::propagation::carrier(enqueue),
+        }),
         max_attempts: config.max_attempts,
     }
 }
 
-/// The job that renders the report of `patient_id`.
-pub fn generate_report_job(patient_id: Uuid, config: &JobsConfig) -> NewJob {
+/// The job that renders the report of `patient_id`, queued in `enqueue`.
+pub fn generate_report_job(
+    patient_id: Uuid,
+    config: &JobsConfig,
+    enqueue: &tracing::Span,
+) -> NewJob {
     NewJob {
         kind: GENERATE_REPORT,
-        payload: serde_json::json!({ "patient_id": patient_id }),
+        payload: serde_json::json!({
+            "patient_id": patient_id,
+            TRACE_KEY: crate::otel::propagation::carrier(enqueue),
+        }),
         max_attempts: config.max_attempts,
     }
+}
+
+/// The payload key of the trace context a job carries (W3C `traceparent`, `tracestate`).
+pub const TRACE_KEY: &str = "trace";
+
+/// The producer span of queueing a job of `kind`: its context travels in the job's payload,
+/// so the worker's consumer span ([`consumer_span`]) continues the same trace.
+pub fn enqueue_span(kind: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "enqueue",
+        otel.name = %format!("publish {kind}"),
+        otel.kind = "producer",
+        messaging.system = "fertivision.jobs",
+        messaging.operation.type = "send",
+        messaging.destination.name = kind,
+    )
+}
+
+/// The consumer span of one attempt of `job`, a child of the span that queued it when the
+/// job carries one.
+pub fn consumer_span(job: &Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format!("process {}", job.kind),
+        otel.kind = "consumer",
+        messaging.system = "fertivision.jobs",
+        messaging.operation.type = "process",
+        messaging.destination.name = %job.kind,
+        job.id = %job.id,
+        job.attempt = job.attempts,
+        otel.status_code = tracing::field::Empty,
+    );
+    let carrier: Option<std::collections::HashMap<String, String>> = job
+        .payload
+        .0
+        .get(TRACE_KEY)
+        .and_then(|value| serde_json::from_value(value.clone()).ok());
+    if let Some(carrier) = carrier {
+        crate::otel::propagation::continue_from_carrier(&span, &carrier);
+    }
+    span
 }
 
 /// Delay before retry number `attempt` (1 = after the first failure): the base doubled per

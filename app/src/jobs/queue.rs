@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::CustomCommand;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// One job id delivered to a consumer.
@@ -143,6 +144,7 @@ impl RedisStream {
         ];
         self.client
             .custom::<Value, _>(Self::command("XADD", false), args)
+            .instrument(crate::redis::redis_span("XADD"))
             .await?;
         Ok(())
     }
@@ -252,6 +254,7 @@ impl RedisStream {
         ];
         self.client
             .custom::<Value, _>(Self::command("XADD", false), args)
+            .instrument(crate::redis::redis_span("XADD"))
             .await?;
         Ok(())
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::queue::{Delivery, Queue};
@@ -180,8 +181,29 @@ async fn next_work(
     }
 }
 
-/// Runs one job within its lease and records the outcome, then acknowledges the delivery.
+/// Runs one job within its lease and records the outcome, then acknowledges the delivery; all
+/// in the job's consumer span, which continues the trace of the request that queued it.
 async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
+    let span = super::consumer_span(job);
+    let started = Instant::now();
+    let outcome = attempt(ctx, job, delivery).instrument(span.clone()).await;
+    if outcome != "completed" {
+        span.record("otel.status_code", "error");
+    }
+    let metrics = crate::otel::metrics();
+    if outcome == "retry" {
+        metrics.job_retries.add(1.0, &[&job.kind]);
+    }
+    metrics.job_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[&job.kind, outcome],
+        crate::otel::propagation::trace_ref(&span),
+    );
+}
+
+/// One attempt of `job`: `completed`, `retry` (failed, scheduled again), `dead` (failed for the
+/// last time) or `unknown` (its fate could not be recorded).
+async fn attempt(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) -> &'static str {
     let started = Instant::now();
     let limit = Duration::from_secs(ctx.config.jobs.lease_secs).mul_f64(0.9);
     let outcome = match tokio::time::timeout(limit, handlers::run(ctx, job)).await {
@@ -191,9 +213,10 @@ async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
             limit.as_secs()
         ))),
     };
-    match outcome {
+    let fate = match outcome {
         Ok(()) => {
-            tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, elapsed_ms = started.elapsed().as_millis() as u64, "job completed")
+            tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
+            "completed"
         }
         Err(error) => {
             let retry_at = Utc::now()
@@ -211,22 +234,27 @@ async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
                     {
                         tracing::warn!(job_id = %job.id, error = %e, "could not write the dead-letter stream");
                     }
+                    "dead"
                 }
                 Ok(Some(_)) => {
-                    tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %error.0, "job failed; retry scheduled")
+                    tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %error.0, "job failed; retry scheduled");
+                    "retry"
                 }
                 Ok(None) => {
-                    tracing::warn!(job_id = %job.id, "job failed after its lease was taken over")
+                    tracing::warn!(job_id = %job.id, "job failed after its lease was taken over");
+                    "unknown"
                 }
                 Err(e) => {
-                    tracing::error!(job_id = %job.id, error = %e, "could not record a job failure; its lease will expire")
+                    tracing::error!(job_id = %job.id, error = %e, "could not record a job failure; its lease will expire");
+                    "unknown"
                 }
             }
         }
-    }
+    };
     if let (Some(delivery), Queue::Redis(redis)) = (delivery, &ctx.queue)
         && let Err(error) = redis.ack(delivery).await
     {
         tracing::warn!(job_id = %job.id, %error, "could not acknowledge a delivery; it will be reclaimed and dropped");
     }
+    fate
 }

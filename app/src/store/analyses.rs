@@ -50,7 +50,7 @@ impl Store {
     pub async fn insert_analysis(&self, new: NewAnalysis) -> StoreResult<Analysis> {
         let now = Utc::now();
         let id = Uuid::now_v7();
-        let analysis = on_backend!(self, |pool, pg| {
+        let analysis = on_backend!(self, ("INSERT", "analyses"), |pool, pg| {
             let mut tx = pool.begin().await?;
             let analysis: Analysis = sqlx::query_as(
                 "INSERT INTO analyses (id, patient_id, kind, input, result, created_at)
@@ -77,7 +77,7 @@ impl Store {
     /// A patient's analyses, oldest first. Empty when the patient has none; the caller checks
     /// that the patient exists.
     pub async fn list_analyses(&self, patient_id: Uuid) -> StoreResult<Vec<Analysis>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "analyses"), |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT * FROM analyses WHERE patient_id = $1 ORDER BY id")
                     .bind(patient_id)

@@ -79,7 +79,7 @@ impl Store {
         analysis_job: Option<NewJob>,
     ) -> StoreResult<(Document, Option<Job>)> {
         let now = Utc::now();
-        let inserted = on_backend!(self, |pool, pg| {
+        let inserted = on_backend!(self, ("INSERT", "documents"), |pool, pg| {
             let mut tx = pool.begin().await?;
             let job: Option<Job> = match &analysis_job {
                 Some(job) => Some(
@@ -132,7 +132,7 @@ impl Store {
 
     /// One document by id.
     pub async fn get_document(&self, id: Uuid) -> StoreResult<Document> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "documents"), |pool, _pg| {
             sqlx::query_as("SELECT * FROM documents WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -143,7 +143,7 @@ impl Store {
 
     /// All of a patient's documents, in upload order (for the report).
     pub async fn list_all_documents(&self, patient_id: Uuid) -> StoreResult<Vec<Document>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "documents"), |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT * FROM documents WHERE patient_id = $1 ORDER BY id")
                     .bind(patient_id)
@@ -155,7 +155,7 @@ impl Store {
 
     /// The analyses of a patient's completed documents, oldest first (for the score).
     pub async fn completed_document_analyses(&self, patient_id: Uuid) -> StoreResult<Vec<Value>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "documents"), |pool, _pg| {
             let rows: Vec<Option<Json<Value>>> = sqlx::query_scalar(
                 "SELECT analysis FROM documents
                  WHERE patient_id = $1 AND analysis_status = 'completed' ORDER BY id",
@@ -174,7 +174,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<Document>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "documents"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT * FROM documents WHERE patient_id = $1 AND ($2 IS NULL OR id > $2)
                  ORDER BY id LIMIT $3",

@@ -142,7 +142,7 @@ impl Store {
     /// Creates a job, pending and due now.
     pub async fn create_job(&self, new: NewJob) -> StoreResult<Job> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("INSERT", "jobs"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_after,
                                    created_at, updated_at)
@@ -160,7 +160,7 @@ impl Store {
 
     /// One job.
     pub async fn get_job(&self, id: Uuid) -> StoreResult<Job> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "jobs"), |pool, _pg| {
             sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -176,7 +176,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<Job>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "jobs"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR id > $2)
                  ORDER BY id LIMIT $3",
@@ -191,7 +191,7 @@ impl Store {
 
     /// Counts jobs per status.
     pub async fn count_jobs_by_status(&self) -> StoreResult<Vec<(String, i64)>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "jobs"), |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
                     .fetch_all(pool)
@@ -207,7 +207,7 @@ impl Store {
         locked_until: DateTime<Utc>,
     ) -> StoreResult<Option<Job>> {
         let now = Utc::now();
-        on_backend!(self, |pool, pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, pg| {
             let sql = if pg {
                 CLAIM_NEXT_POSTGRES
             } else {
@@ -232,7 +232,7 @@ impl Store {
         locked_until: DateTime<Utc>,
     ) -> StoreResult<Option<Job>> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $2,
                                  locked_until = $3, updated_at = $4
@@ -253,7 +253,7 @@ impl Store {
     /// Marks a job completed with `result`, if `worker` still holds it.
     pub async fn complete_job(&self, id: Uuid, worker: &str, result: Value) -> StoreResult<bool> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             let done = sqlx::query(COMPLETE_JOB)
                 .bind(id)
                 .bind(worker)
@@ -275,7 +275,7 @@ impl Store {
         retry_at: DateTime<Utc>,
     ) -> StoreResult<Option<String>> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             Ok(sqlx::query_scalar(
                 "UPDATE jobs SET
                     status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'failed' END,
@@ -299,7 +299,7 @@ impl Store {
     /// counted.
     pub async fn release_job(&self, id: Uuid, worker: &str) -> StoreResult<bool> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             let released = sqlx::query(
                 "UPDATE jobs SET status = 'pending', attempts = attempts - 1, locked_by = NULL,
                                  locked_until = NULL, enqueued_at = NULL, updated_at = $3
@@ -318,7 +318,7 @@ impl Store {
     /// was their last attempt. Returns how many.
     pub async fn requeue_expired_jobs(&self) -> StoreResult<u64> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             let done = sqlx::query(
                 "UPDATE jobs SET
                     status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
@@ -337,7 +337,7 @@ impl Store {
     /// Due jobs that no queue holds: never handed over, or handed back after a failure.
     pub async fn due_unqueued_jobs(&self, limit: i64) -> StoreResult<Vec<Uuid>> {
         let now = Utc::now();
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "jobs"), |pool, _pg| {
             Ok(sqlx::query_scalar(
                 "SELECT id FROM jobs
                  WHERE status IN ('pending', 'failed') AND run_after <= $1 AND enqueued_at IS NULL
@@ -353,7 +353,7 @@ impl Store {
     /// Records that `id` was handed to the queue.
     pub async fn mark_job_enqueued(&self, id: Uuid) -> StoreResult<()> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             sqlx::query("UPDATE jobs SET enqueued_at = $2 WHERE id = $1 AND enqueued_at IS NULL")
                 .bind(id)
                 .bind(now)
@@ -366,7 +366,7 @@ impl Store {
     /// The queue lost its contents (Redis restarted without persistence, or was flushed):
     /// every waiting job must be handed over again. Returns how many.
     pub async fn forget_enqueued_jobs(&self) -> StoreResult<u64> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "jobs"), |pool, _pg| {
             let done = sqlx::query(
                 "UPDATE jobs SET enqueued_at = NULL
                  WHERE status IN ('pending', 'failed') AND enqueued_at IS NOT NULL",
@@ -379,7 +379,7 @@ impl Store {
 
     /// Marks the document of an analysis job as being analysed.
     pub async fn mark_document_running(&self, document_id: Uuid) -> StoreResult<()> {
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "documents"), |pool, _pg| {
             sqlx::query(
                 "UPDATE documents SET analysis_status = 'running'
                  WHERE id = $1 AND analysis_status = 'pending'",
@@ -405,7 +405,7 @@ impl Store {
             "document_id": effect.document_id,
             "analysis_status": effect.status,
         });
-        let applied = on_backend!(self, |pool, pg| {
+        let applied = on_backend!(self, ("UPDATE", "documents"), |pool, pg| {
             let mut tx = pool.begin().await?;
             let held = sqlx::query(COMPLETE_JOB)
                 .bind(job_id)

@@ -25,6 +25,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::resilience::{Breaker, BreakerConfig, Guarded};
 
@@ -36,21 +37,26 @@ pub use summaries::PatientSummary;
 pub use tokens::TokenRecord;
 
 /// Runs `$body` with `$pool` bound to the backend's pool and `$pg` telling which one it is.
-/// The body is compiled once per backend.
+/// The body is compiled once per backend. `($op, $table)` name the call's main statement for
+/// its span and metric (`("SELECT", "patients")`): constants, never values.
 /// The body must evaluate to a `StoreResult`; it runs under the database's circuit breaker
 /// and timeout (see [`Store::guarded`]). The `read` form marks an idempotent call: after an
 /// outage error it is retried once.
 macro_rules! on_backend {
-    (read $store:expr, |$pool:ident, $pg:ident| $body:expr) => {
-        on_backend!(@run true, $store, |$pool, $pg| $body)
+    (read $store:expr, ($op:expr, $table:expr), |$pool:ident, $pg:ident| $body:expr) => {
+        on_backend!(@run true, $store, ($op, $table), |$pool, $pg| $body)
     };
-    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {
-        on_backend!(@run false, $store, |$pool, $pg| $body)
+    ($store:expr, ($op:expr, $table:expr), |$pool:ident, $pg:ident| $body:expr) => {
+        on_backend!(@run false, $store, ($op, $table), |$pool, $pg| $body)
     };
-    (@run $idempotent:expr, $store:expr, |$pool:ident, $pg:ident| $body:expr) => {{
+    (@run $idempotent:expr, $store:expr, ($op:expr, $table:expr), |$pool:ident, $pg:ident| $body:expr) => {{
         let store: &$crate::store::Store = &$store;
+        let call = $crate::store::DbCall {
+            operation: $op,
+            table: $table,
+        };
         store
-            .guarded($idempotent, || async {
+            .guarded(call, $idempotent, || async {
                 match &store.backend {
                     $crate::store::Backend::Sqlite($pool) => {
                         #[allow(unused_variables)]
@@ -223,24 +229,60 @@ impl Store {
         &self.breaker
     }
 
-    /// Runs one store call under the breaker and the call timeout. An idempotent call (a
-    /// read) that failed because the database was unavailable is retried once after a short
-    /// pause, unless the breaker has opened meanwhile; writes are never retried here.
-    async fn guarded<T, F, Fut>(&self, idempotent: bool, call: F) -> StoreResult<T>
+    /// Runs one store call under the breaker and the call timeout, in a database client span
+    /// (`db.system.name`, `db.operation.name`, `db.collection.name`; never a statement's
+    /// values) and timed into `db.client.operation.duration`. An idempotent call (a read)
+    /// that failed because the database was unavailable is retried once after a short pause,
+    /// unless the breaker has opened meanwhile; writes are never retried here.
+    async fn guarded<T, F, Fut>(&self, db: DbCall, idempotent: bool, call: F) -> StoreResult<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let first = self.guarded_once(call()).await;
-        match first {
-            Err(e)
-                if idempotent && e.is_unavailable() && !matches!(e, StoreError::CircuitOpen(_)) =>
-            {
-                tokio::time::sleep(READ_RETRY_PAUSE).await;
-                self.guarded_once(call()).await
+        let system = self.backend_name();
+        let span = tracing::info_span!(
+            "db",
+            otel.name = %db.span_name(),
+            otel.kind = "client",
+            db.system.name = system,
+            db.operation.name = db.operation,
+            db.collection.name = db.table,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let outcome = async {
+            let first = self.guarded_once(call()).await;
+            match first {
+                Err(e)
+                    if idempotent
+                        && e.is_unavailable()
+                        && !matches!(e, StoreError::CircuitOpen(_)) =>
+                {
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                    self.guarded_once(call()).await
+                }
+                other => other,
             }
-            other => other,
         }
+        .instrument(span.clone())
+        .await;
+        let result = match &outcome {
+            Ok(_) | Err(StoreError::NotFound | StoreError::Conflict(_)) => "ok",
+            Err(StoreError::Timeout(_)) => "timeout",
+            Err(StoreError::CircuitOpen(_)) => "circuit_open",
+            Err(_) => "error",
+        };
+        if result != "ok" {
+            span.record("otel.status_code", "error");
+            span.record("error.type", result);
+        }
+        crate::otel::metrics().db_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[system, db.operation, db.table, result],
+            crate::otel::propagation::trace_ref(&span),
+        );
+        outcome
     }
 
     async fn guarded_once<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
@@ -272,7 +314,7 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", ""), |pool, _pg| {
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
         })
@@ -320,6 +362,26 @@ impl SummaryRefresh {
             .await?;
         *completed = covers;
         Ok(())
+    }
+}
+
+/// What a store call does, for its span and metric: the SQL verb and the main table.
+#[derive(Debug, Clone, Copy)]
+pub struct DbCall {
+    /// `SELECT`, `INSERT`, `UPDATE` or `DELETE`.
+    pub operation: &'static str,
+    /// The table, or `""` for none.
+    pub table: &'static str,
+}
+
+impl DbCall {
+    /// `"SELECT patients"`: the span name the semantic conventions ask for.
+    fn span_name(&self) -> String {
+        if self.table.is_empty() {
+            self.operation.to_owned()
+        } else {
+            format!("{} {}", self.operation, self.table)
+        }
     }
 }
 

@@ -72,7 +72,7 @@ impl Store {
     pub async fn create_patient(&self, new: NewPatient) -> StoreResult<Patient> {
         let now = Utc::now();
         let id = Uuid::now_v7();
-        let patient = on_backend!(self, |pool, pg| {
+        let patient = on_backend!(self, ("INSERT", "patients"), |pool, pg| {
             let mut tx = pool.begin().await?;
             let patient: Patient = sqlx::query_as(
                 "INSERT INTO patients (id, mrn, name, date_of_birth, sex, email, phone, created_at, updated_at)
@@ -104,7 +104,7 @@ impl Store {
 
     /// One patient by id.
     pub async fn get_patient(&self, id: Uuid) -> StoreResult<Patient> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "patients"), |pool, _pg| {
             sqlx::query_as("SELECT * FROM patients WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -119,7 +119,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<Patient>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "patients"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT * FROM patients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
             )
@@ -132,7 +132,7 @@ impl Store {
 
     /// The patient with this record number, if any.
     pub async fn find_patient_by_mrn(&self, mrn: &str) -> StoreResult<Option<Patient>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "patients"), |pool, _pg| {
             Ok(sqlx::query_as("SELECT * FROM patients WHERE mrn = $1")
                 .bind(mrn)
                 .fetch_optional(pool)
@@ -143,7 +143,7 @@ impl Store {
     /// Applies a partial update in one statement.
     pub async fn update_patient(&self, id: Uuid, patch: PatientPatch) -> StoreResult<Patient> {
         let now = Utc::now();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("UPDATE", "patients"), |pool, _pg| {
             sqlx::query_as(
                 "UPDATE patients SET
                     mrn = coalesce($2, mrn),
@@ -175,7 +175,7 @@ impl Store {
     /// Deletes a patient with their analyses, documents, score and summary. Returns the object
     /// keys of the deleted documents, for the caller to remove from object storage.
     pub async fn delete_patient(&self, id: Uuid) -> StoreResult<Vec<String>> {
-        let keys = on_backend!(self, |pool, _pg| {
+        let keys = on_backend!(self, ("DELETE", "patients"), |pool, _pg| {
             let mut tx = pool.begin().await?;
             // Writes first: a SQLite transaction that reads before it writes can fail to
             // upgrade its lock under concurrency.

@@ -56,7 +56,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<PatientSummary>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "patient_summaries"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT patient_id, document_count, completed_analyses, latest_score, latest_band,
                         last_document_at
@@ -74,7 +74,7 @@ impl Store {
     /// Whether the summary is a materialized view (PostgreSQL) rather than a table; tests and
     /// `/readyz` report it.
     pub async fn summary_is_materialized_view(&self) -> StoreResult<bool> {
-        on_backend!(read self, |pool, pg| {
+        on_backend!(read self, ("SELECT", "pg_matviews"), |pool, pg| {
             if !pg {
                 return Ok(false);
             }

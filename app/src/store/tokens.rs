@@ -23,7 +23,7 @@ impl Store {
         label: &str,
     ) -> StoreResult<Uuid> {
         let id = Uuid::now_v7();
-        on_backend!(self, |pool, _pg| {
+        on_backend!(self, ("INSERT", "api_tokens"), |pool, _pg| {
             sqlx::query(
                 "INSERT INTO api_tokens (id, token_hash, role, label, created_at)
                  VALUES ($1, $2, $3, $4, $5)",
@@ -43,7 +43,7 @@ impl Store {
 
     /// The token with this hash, if any.
     pub async fn find_token(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "api_tokens"), |pool, _pg| {
             Ok(
                 sqlx::query_as("SELECT id, role FROM api_tokens WHERE token_hash = $1")
                     .bind(token_hash)
@@ -55,7 +55,7 @@ impl Store {
 
     /// How many tokens exist (`up` creates the first admin token when there are none).
     pub async fn count_tokens(&self) -> StoreResult<i64> {
-        on_backend!(read self, |pool, _pg| {
+        on_backend!(read self, ("SELECT", "api_tokens"), |pool, _pg| {
             Ok(sqlx::query_scalar("SELECT count(*) FROM api_tokens")
                 .fetch_one(pool)
                 .await?)

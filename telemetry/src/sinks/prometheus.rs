@@ -49,7 +49,7 @@
 
 mod clock;
 mod exposition;
-mod naming;
+pub(crate) mod naming;
 mod series;
 mod stats;
 

@@ -1,0 +1,221 @@
+//! Every metric the API and the workers record, declared once. The code records through
+//! [`metrics()`]; the dashboard and alert generators read [`ALL`]. Names follow the
+//! OpenTelemetry semantic conventions where one exists (`http.server.request.duration`,
+//! `db.client.operation.duration`); the clinic's own are `fertivision.*`. No label ever holds
+//! a patient's data: routes are templates, tables and operations are constants.
+
+use std::sync::OnceLock;
+
+use telemetry::catalogue::{Counter, Gauge, Histogram, Meter, MetricDef, MetricKind};
+
+/// Buckets for request and query durations, in seconds: 1 ms to 10 s.
+const LATENCY: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for background work, in seconds: 10 ms to 5 min.
+const WORK: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// `http.server.request.duration`: every request the API answers.
+pub static HTTP_SERVER_REQUEST_DURATION: MetricDef = MetricDef {
+    name: "http.server.request.duration",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &[
+        "http.route",
+        "http.request.method",
+        "http.response.status_code",
+    ],
+    help: "Duration of HTTP requests the API answered, by route template, method and status.",
+    slo: "availability: 99.9% of requests answered without a 5xx; latency: 99% of reads within 20 ms",
+    buckets: LATENCY,
+};
+
+/// `http.server.active_requests`: requests being served now.
+pub static HTTP_SERVER_ACTIVE_REQUESTS: MetricDef = MetricDef {
+    name: "http.server.active_requests",
+    kind: MetricKind::UpDownCounter,
+    unit: "{request}",
+    labels: &["http.request.method"],
+    help: "Requests the API is serving now.",
+    slo: "",
+    buckets: &[],
+};
+
+/// `db.client.operation.duration`: every store call (all its statements).
+pub static DB_CLIENT_OPERATION_DURATION: MetricDef = MetricDef {
+    name: "db.client.operation.duration",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &[
+        "db.system.name",
+        "db.operation.name",
+        "db.collection.name",
+        "outcome",
+    ],
+    help: "Duration of database calls by system, operation, table and outcome (ok, error, timeout, circuit_open).",
+    slo: "latency: 99% of database calls within 50 ms",
+    buckets: LATENCY,
+};
+
+/// `fertivision.job.duration`: one attempt of a background job.
+pub static JOB_DURATION: MetricDef = MetricDef {
+    name: "fertivision.job.duration",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &["job.kind", "outcome"],
+    help: "Duration of one attempt of a background job by kind and outcome (completed, retry, dead).",
+    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    buckets: WORK,
+};
+
+/// `fertivision.job.retries`: failed attempts that will be retried.
+pub static JOB_RETRIES: MetricDef = MetricDef {
+    name: "fertivision.job.retries",
+    kind: MetricKind::Counter,
+    unit: "{attempt}",
+    labels: &["job.kind"],
+    help: "Job attempts that failed and were scheduled again.",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.patients`: patients created (`fertivision_patients_total`).
+pub static PATIENTS: MetricDef = MetricDef {
+    name: "fertivision.patients",
+    kind: MetricKind::Counter,
+    unit: "{patient}",
+    labels: &[],
+    help: "Patients created.",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.document.processing`: a document's analysis, from its job's start to its
+/// values stored (`fertivision_document_processing_seconds`).
+pub static DOCUMENT_PROCESSING: MetricDef = MetricDef {
+    name: "fertivision.document.processing",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &["outcome"],
+    help: "Time to analyse one uploaded document (extract text, classify, store), by outcome.",
+    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    buckets: WORK,
+};
+
+/// `fertivision.report.generation`: rendering and storing one PDF report
+/// (`fertivision_report_generation_seconds`).
+pub static REPORT_GENERATION: MetricDef = MetricDef {
+    name: "fertivision.report.generation",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &[],
+    help: "Time to generate one patient report: load the records, render the PDF, store it.",
+    slo: "freshness: 99% of reports ready within 30 s of the request",
+    buckets: WORK,
+};
+
+/// `fertivision.telemetry.lost`: telemetry this process could not hand to the collector.
+pub static TELEMETRY_LOST: MetricDef = MetricDef {
+    name: "fertivision.telemetry.lost",
+    kind: MetricKind::Counter,
+    unit: "{item}",
+    labels: &["signal", "reason"],
+    help: "Spans, log records and metric exports lost on the way to the collector, by reason (queue_full, export_failed).",
+    slo: "",
+    buckets: &[],
+};
+
+/// Every declaration, for the generators and the tests.
+pub static ALL: &[&MetricDef] = &[
+    &HTTP_SERVER_REQUEST_DURATION,
+    &HTTP_SERVER_ACTIVE_REQUESTS,
+    &DB_CLIENT_OPERATION_DURATION,
+    &JOB_DURATION,
+    &JOB_RETRIES,
+    &PATIENTS,
+    &DOCUMENT_PROCESSING,
+    &REPORT_GENERATION,
+    &TELEMETRY_LOST,
+];
+
+/// The instruments of this process, one per declaration.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The meter they record into (exported by [`super::Telemetry`]).
+    pub meter: Meter,
+    /// See [`HTTP_SERVER_REQUEST_DURATION`].
+    pub http_duration: Histogram,
+    /// See [`HTTP_SERVER_ACTIVE_REQUESTS`].
+    pub http_active: Gauge,
+    /// See [`DB_CLIENT_OPERATION_DURATION`].
+    pub db_duration: Histogram,
+    /// See [`JOB_DURATION`].
+    pub job_duration: Histogram,
+    /// See [`JOB_RETRIES`].
+    pub job_retries: Counter,
+    /// See [`PATIENTS`].
+    pub patients: Counter,
+    /// See [`DOCUMENT_PROCESSING`].
+    pub document_processing: Histogram,
+    /// See [`REPORT_GENERATION`].
+    pub report_generation: Histogram,
+    /// See [`TELEMETRY_LOST`].
+    pub telemetry_lost: Counter,
+}
+
+/// The process's instruments (created on first use).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = Meter::new();
+        Metrics {
+            http_duration: meter.histogram(&HTTP_SERVER_REQUEST_DURATION),
+            http_active: meter.gauge(&HTTP_SERVER_ACTIVE_REQUESTS),
+            db_duration: meter.histogram(&DB_CLIENT_OPERATION_DURATION),
+            job_duration: meter.histogram(&JOB_DURATION),
+            job_retries: meter.counter(&JOB_RETRIES),
+            patients: meter.counter(&PATIENTS),
+            document_processing: meter.histogram(&DOCUMENT_PROCESSING),
+            report_generation: meter.histogram(&REPORT_GENERATION),
+            telemetry_lost: meter.counter(&TELEMETRY_LOST),
+            meter,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_are_unique_valid_and_named_as_promised() {
+        let mut names = std::collections::HashSet::new();
+        for def in ALL {
+            assert!(names.insert(def.name), "{} declared twice", def.name);
+            assert!(!def.help.is_empty(), "{} has no help", def.name);
+            assert_eq!(
+                def.kind == MetricKind::Histogram,
+                !def.buckets.is_empty(),
+                "{}: buckets exactly for histograms",
+                def.name
+            );
+            assert!(
+                def.buckets.windows(2).all(|w| w[0] < w[1]),
+                "{}: buckets ascend",
+                def.name
+            );
+            assert!(!def.prometheus_name().is_empty());
+        }
+        assert_eq!(PATIENTS.prometheus_series(), "fertivision_patients_total");
+        assert_eq!(
+            DOCUMENT_PROCESSING.prometheus_name(),
+            "fertivision_document_processing_seconds"
+        );
+        assert_eq!(
+            HTTP_SERVER_REQUEST_DURATION.prometheus_name(),
+            "http_server_request_duration_seconds"
+        );
+    }
+}
