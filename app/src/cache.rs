@@ -111,9 +111,11 @@ impl Cache {
             && let Ok(value) = serde_json::from_slice(&bytes)
         {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            crate::otel::metrics().cache_requests.add(1.0, &["hit"]);
             return Ok(value);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        crate::otel::metrics().cache_requests.add(1.0, &["miss"]);
         let value = load.await?;
         if let Ok(bytes) = serde_json::to_vec(&value) {
             self.put(key, Bytes::from(bytes)).await;

@@ -112,11 +112,22 @@ impl RateLimits {
         }
     }
 
-    /// Counts one request of `token` against `limit`.
+    /// Counts one request of `token` against `limit`; a refusal is counted in
+    /// `fertivision.rate_limit.refusals`.
     pub async fn check(&self, token: Uuid, limit: Limit) -> Result<(), Refused> {
         if !self.enabled {
             return Ok(());
         }
+        let outcome = self.decide(token, limit).await;
+        if outcome.is_err() {
+            crate::otel::metrics()
+                .rate_limit_refusals
+                .add(1.0, &[limit.key()]);
+        }
+        outcome
+    }
+
+    async fn decide(&self, token: Uuid, limit: Limit) -> Result<(), Refused> {
         if let Some(redis) = &self.redis {
             match shared_check(redis, token, limit).await {
                 Ok(outcome) => return outcome,

@@ -154,8 +154,14 @@ impl Runtime {
             Duration::from_millis(self.config.jobs.reconcile_interval_ms),
             stopped(shutdown.clone()),
         ));
+        let sampler = tokio::spawn(crate::otel::sample(
+            self.store.clone(),
+            true,
+            stopped(shutdown.clone()),
+        ));
         worker::run(self.worker_context(), concurrency, stopped(shutdown)).await;
         let _ = reconciler.await;
+        let _ = sampler.await;
     }
 }
 
@@ -206,6 +212,14 @@ pub async fn run_api(
         let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
         tokio::spawn(async move { runtime.run_background(concurrency, shutdown).await })
     });
+    if workers.is_none() {
+        // With workers, `run_background` samples the pool along with the jobs.
+        tokio::spawn(crate::otel::sample(
+            store.clone(),
+            false,
+            stopped(shutdown.clone()),
+        ));
+    }
     let app = api::router(state);
     let listener = TcpListener::bind(config.api.listen)
         .await

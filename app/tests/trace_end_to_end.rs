@@ -273,6 +273,30 @@ fn an_uploaded_document_is_one_trace_from_the_request_to_the_worker() {
     });
     assert!(line.contains("http_request_method=\"POST\""), "{line}");
 
+    // The catalogue's series this flow records, under the names the catalogue gives them.
+    use fertivision::otel::catalogue as c;
+    let recorded = [
+        &c::PATIENTS,
+        &c::DOCUMENT_PROCESSING,
+        &c::JOB_DURATION,
+        &c::JOB_QUEUE_WAIT,
+        &c::JOBS,
+        &c::JOBS_OLDEST_DUE_AGE,
+        &c::DB_CLIENT_OPERATION_DURATION,
+        &c::DB_CLIENT_CONNECTION_COUNT,
+        &c::HTTP_SERVER_ACTIVE_REQUESTS,
+    ];
+    wait_for("the catalogue's series", Duration::from_secs(30), || {
+        let (_, text) = http(collector.query_port, "GET", "/metrics", None, None).ok()?;
+        recorded
+            .iter()
+            .all(|def| {
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{}{{", def.prometheus_series())))
+            })
+            .then_some(())
+    });
+
     // A CPU profile of each service over the time of the request (windows of 2 s).
     for service in ["fertivision-api", "fertivision-worker"] {
         let path = format!(

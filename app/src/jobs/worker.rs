@@ -185,6 +185,12 @@ async fn next_work(
 /// in the job's consumer span, which continues the trace of the request that queued it.
 async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
     let span = super::consumer_span(job);
+    let waited = (Utc::now() - job.run_after).num_milliseconds().max(0) as f64 / 1000.0;
+    crate::otel::metrics().job_queue_wait.record(
+        waited,
+        &[&job.kind],
+        crate::otel::propagation::trace_ref(&span),
+    );
     let started = Instant::now();
     let outcome = attempt(ctx, job, delivery).instrument(span.clone()).await;
     if outcome != "completed" {

@@ -116,6 +116,94 @@ pub static REPORT_GENERATION: MetricDef = MetricDef {
     buckets: WORK,
 };
 
+/// `db.client.connection.count`: the database pool's connections by state.
+pub static DB_CLIENT_CONNECTION_COUNT: MetricDef = MetricDef {
+    name: "db.client.connection.count",
+    kind: MetricKind::Gauge,
+    unit: "{connection}",
+    labels: &["db.system.name", "db.client.connection.state"],
+    help: "Connections of the database pool, used and idle (sampled every few seconds).",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.jobs`: jobs by status; `pending` is the queue depth.
+pub static JOBS: MetricDef = MetricDef {
+    name: "fertivision.jobs",
+    kind: MetricKind::Gauge,
+    unit: "{job}",
+    labels: &["job.status"],
+    help: "Jobs in the database by status; pending ones are the queue depth (sampled by the workers).",
+    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    buckets: &[],
+};
+
+/// `fertivision.jobs.oldest_due.age`: how long the longest-waiting due job has waited.
+pub static JOBS_OLDEST_DUE_AGE: MetricDef = MetricDef {
+    name: "fertivision.jobs.oldest_due.age",
+    kind: MetricKind::Gauge,
+    unit: "s",
+    labels: &[],
+    help: "How long the longest-waiting due job (pending, or failed and past its retry time) has waited; 0 when none (sampled by the workers).",
+    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    buckets: &[],
+};
+
+/// `fertivision.job.queue.wait`: the queue's lag, from a job being due to a worker taking it.
+pub static JOB_QUEUE_WAIT: MetricDef = MetricDef {
+    name: "fertivision.job.queue.wait",
+    kind: MetricKind::Histogram,
+    unit: "s",
+    labels: &["job.kind"],
+    help: "Time from a job being due (queued, or its retry time) to a worker taking it.",
+    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    buckets: WORK,
+};
+
+/// `fertivision.breaker.state`: each circuit breaker's state.
+pub static BREAKER_STATE: MetricDef = MetricDef {
+    name: "fertivision.breaker.state",
+    kind: MetricKind::Gauge,
+    unit: "1",
+    labels: &["dependency"],
+    help: "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.breaker.transitions`: state changes of each circuit breaker.
+pub static BREAKER_TRANSITIONS: MetricDef = MetricDef {
+    name: "fertivision.breaker.transitions",
+    kind: MetricKind::Counter,
+    unit: "{transition}",
+    labels: &["dependency", "to"],
+    help: "Circuit breaker state changes per dependency and new state.",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.cache.requests`: read-through cache lookups.
+pub static CACHE_REQUESTS: MetricDef = MetricDef {
+    name: "fertivision.cache.requests",
+    kind: MetricKind::Counter,
+    unit: "{request}",
+    labels: &["cache.result"],
+    help: "Read-through cache lookups by result (hit, miss).",
+    slo: "",
+    buckets: &[],
+};
+
+/// `fertivision.rate_limit.refusals`: requests refused by a rate limit.
+pub static RATE_LIMIT_REFUSALS: MetricDef = MetricDef {
+    name: "fertivision.rate_limit.refusals",
+    kind: MetricKind::Counter,
+    unit: "{request}",
+    labels: &["limit"],
+    help: "Requests answered 429 by a per-token rate limit, by limit.",
+    slo: "",
+    buckets: &[],
+};
+
 /// `fertivision.telemetry.lost`: telemetry this process could not hand to the collector.
 pub static TELEMETRY_LOST: MetricDef = MetricDef {
     name: "fertivision.telemetry.lost",
@@ -137,6 +225,14 @@ pub static ALL: &[&MetricDef] = &[
     &PATIENTS,
     &DOCUMENT_PROCESSING,
     &REPORT_GENERATION,
+    &DB_CLIENT_CONNECTION_COUNT,
+    &JOBS,
+    &JOBS_OLDEST_DUE_AGE,
+    &JOB_QUEUE_WAIT,
+    &BREAKER_STATE,
+    &BREAKER_TRANSITIONS,
+    &CACHE_REQUESTS,
+    &RATE_LIMIT_REFUSALS,
     &TELEMETRY_LOST,
 ];
 
@@ -161,6 +257,22 @@ pub struct Metrics {
     pub document_processing: Histogram,
     /// See [`REPORT_GENERATION`].
     pub report_generation: Histogram,
+    /// See [`DB_CLIENT_CONNECTION_COUNT`].
+    pub db_connections: Gauge,
+    /// See [`JOBS`].
+    pub jobs: Gauge,
+    /// See [`JOBS_OLDEST_DUE_AGE`].
+    pub jobs_oldest_due_age: Gauge,
+    /// See [`JOB_QUEUE_WAIT`].
+    pub job_queue_wait: Histogram,
+    /// See [`BREAKER_STATE`].
+    pub breaker_state: Gauge,
+    /// See [`BREAKER_TRANSITIONS`].
+    pub breaker_transitions: Counter,
+    /// See [`CACHE_REQUESTS`].
+    pub cache_requests: Counter,
+    /// See [`RATE_LIMIT_REFUSALS`].
+    pub rate_limit_refusals: Counter,
     /// See [`TELEMETRY_LOST`].
     pub telemetry_lost: Counter,
 }
@@ -179,6 +291,14 @@ pub fn metrics() -> &'static Metrics {
             patients: meter.counter(&PATIENTS),
             document_processing: meter.histogram(&DOCUMENT_PROCESSING),
             report_generation: meter.histogram(&REPORT_GENERATION),
+            db_connections: meter.gauge(&DB_CLIENT_CONNECTION_COUNT),
+            jobs: meter.gauge(&JOBS),
+            jobs_oldest_due_age: meter.gauge(&JOBS_OLDEST_DUE_AGE),
+            job_queue_wait: meter.histogram(&JOB_QUEUE_WAIT),
+            breaker_state: meter.gauge(&BREAKER_STATE),
+            breaker_transitions: meter.counter(&BREAKER_TRANSITIONS),
+            cache_requests: meter.counter(&CACHE_REQUESTS),
+            rate_limit_refusals: meter.counter(&RATE_LIMIT_REFUSALS),
             telemetry_lost: meter.counter(&TELEMETRY_LOST),
             meter,
         }

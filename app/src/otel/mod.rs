@@ -290,3 +290,53 @@ impl Telemetry {
         let _ = tokio::time::timeout(Duration::from_secs(12), flushed).await;
     }
 }
+
+/// How often [`sample`] reads the gauges.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the gauges that are states rather than events until `stop`: the database pool's
+/// connections, and with `jobs` the jobs by status (the queue depth) and how long the
+/// longest-waiting due job has waited. A read that fails leaves the last values (and the database's own span says
+/// why).
+pub async fn sample(store: crate::store::Store, jobs: bool, stop: impl Future<Output = ()>) {
+    const STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "dead"];
+    let metrics = metrics();
+    let system = store.backend_name();
+    let read = async {
+        let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let (used, idle) = store.pool_usage();
+            metrics
+                .db_connections
+                .set(f64::from(used), &[system, "used"]);
+            metrics
+                .db_connections
+                .set(f64::from(idle), &[system, "idle"]);
+            if !jobs {
+                continue;
+            }
+            if let Ok(counts) = store.count_jobs_by_status().await {
+                for status in STATUSES {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == status)
+                        .map_or(0, |(_, n)| *n);
+                    metrics.jobs.set(n as f64, &[status]);
+                }
+            }
+            let now = chrono::Utc::now();
+            if let Ok(oldest) = store.oldest_due_job(now).await {
+                let age = oldest.map_or(0.0, |due| {
+                    (now - due).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                metrics.jobs_oldest_due_age.set(age, &[]);
+            }
+        }
+    };
+    tokio::select! {
+        () = read => {}
+        () = stop => {}
+    }
+}

@@ -32,6 +32,15 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// `fertivision.breaker.state`'s value: 0 closed, 1 half-open, 2 open.
+    pub fn level(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        }
+    }
+
     /// The state's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -185,6 +194,11 @@ impl Breaker {
         );
         inner.state = to;
         self.transitions.fetch_add(1, Ordering::Relaxed);
+        let metrics = crate::otel::metrics();
+        metrics
+            .breaker_transitions
+            .add(1.0, &[self.name, to.as_str()]);
+        metrics.breaker_state.set(to.level(), &[self.name]);
     }
 
     /// Runs `call` under the breaker with a timeout. `healthy` tells whether an error means

@@ -200,6 +200,21 @@ impl Store {
         })
     }
 
+    /// Since when the longest-waiting due job (pending, or failed and past its retry time) has
+    /// been due, if one is.
+    pub async fn oldest_due_job(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        on_backend!(read self, ("SELECT", "jobs"), |pool, _pg| {
+            let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+                "SELECT run_after FROM jobs WHERE status IN ('pending', 'failed') AND run_after <= $1 \
+                 ORDER BY run_after LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|(run_after,)| run_after))
+        })
+    }
+
     /// The database queue: leases the next due job to `worker` until `locked_until`.
     pub async fn claim_next_job(
         &self,

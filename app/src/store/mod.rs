@@ -303,6 +303,16 @@ impl Store {
         }
     }
 
+    /// Connections of the pool: (in use, idle).
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let (size, idle) = match &self.backend {
+            Backend::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Backend::Postgres(pool) => (pool.size(), pool.num_idle()),
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        (size.saturating_sub(idle), idle)
+    }
+
     /// Applies the migrations that have not run yet.
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.backend {
