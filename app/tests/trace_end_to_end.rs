@@ -9,76 +9,15 @@
 
 mod process;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process::{BIN, Collector, free_ports, http, request};
+use process::{Platform, http, request, text_upload, wait_for};
 use serde_json::Value;
 
 /// The trace the client starts.
 const TRACE_ID: &str = "5e1f0a7c2b9d4e38a6c1d2e3f4a5b6c7";
 /// The client's span: the parent of the API's server span.
 const CLIENT_SPAN: &str = "a1b2c3d4e5f60718";
-
-struct App {
-    children: Vec<Child>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn app_command(data_dir: &Path, collector: &Collector, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env(
-            "FERTIVISION_TELEMETRY__OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{}", collector.grpc_port),
-        )
-        .env("FERTIVISION_TELEMETRY__BATCH_DELAY_MS", "200")
-        .env("FERTIVISION_TELEMETRY__METRICS_INTERVAL_MS", "500")
-        .env(
-            "FERTIVISION_TELEMETRY__PROFILE_ENDPOINT",
-            format!("http://127.0.0.1:{}/ingest", collector.query_port),
-        )
-        .env("FERTIVISION_TELEMETRY__PROFILE_INTERVAL_SECS", "2")
-        .env("FERTIVISION_JOBS__POLL_INTERVAL_MS", "100")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    command
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn multipart(bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "trace-e2e-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"document_type\"\r\n\r\nlab_report\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"panel.txt\"\r\nContent-Type: text/plain\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 fn spans_named<'a>(trace: &'a Value, service: &str, name: &str) -> Vec<&'a Value> {
     trace["spans"]
@@ -92,47 +31,15 @@ fn spans_named<'a>(trace: &'a Value, service: &str, name: &str) -> Vec<&'a Value
 #[test]
 fn an_uploaded_document_is_one_trace_from_the_request_to_the_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let collector_dir = dir.path().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let pipeline = telemetry::config::DEFAULT_PIPELINE
-        .replace("127.0.0.1:4317", "127.0.0.1:{grpc}")
-        .replace("127.0.0.1:4318", "127.0.0.1:{http}");
-    let collector = Collector::start(&collector_dir, &pipeline, &[]);
-
-    let data_dir = dir.path().join("app");
-    let token = app_command(
-        &data_dir,
-        &collector,
-        &["token", "create", "--role", "admin"],
-    )
-    .output()
-    .unwrap();
-    assert!(token.status.success(), "{token:?}");
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
-
-    let [api_port] = free_ports::<1>();
-    let serve = app_command(&data_dir, &collector, &["serve"])
-        .env("FERTIVISION_API__LISTEN", format!("127.0.0.1:{api_port}"))
-        .spawn()
-        .unwrap();
-    let worker = app_command(&data_dir, &collector, &["worker", "--concurrency", "2"])
-        .spawn()
-        .unwrap();
-    let _app = App {
-        children: vec![serve, worker],
-    };
-    wait_for("the API", Duration::from_secs(30), || {
-        http(api_port, "GET", "/healthz", None, None)
-            .ok()
-            .filter(|(status, _)| *status == 200)
-    });
+    let platform = Platform::start(dir.path());
+    let (collector, api_port, token) = (&platform.collector, platform.api_port, &platform.token);
 
     // A patient, then the upload the client traces.
     let (status, body) = http(
         api_port,
         "POST",
         "/api/v1/patients",
-        Some(&token),
+        Some(token),
         Some(
             r#"{"mrn":"E2E-1","name":"Trace Patient","date_of_birth":"1990-02-03","sex":"female"}"#,
         ),
@@ -141,8 +48,10 @@ fn an_uploaded_document_is_one_trace_from_the_request_to_the_worker() {
     assert_eq!(status, 201, "{body}");
     let patient: Value = serde_json::from_str(&body).unwrap();
     let patient_id = patient["id"].as_str().unwrap();
-    let (content_type, form) =
-        multipart(b"Hormone panel\nAMH: 2.1 ng/mL\nFSH: 6.2 mIU/mL\nLH: 5.0 mIU/mL\n");
+    let (content_type, form) = text_upload(
+        "panel.txt",
+        b"Hormone panel\nAMH: 2.1 ng/mL\nFSH: 6.2 mIU/mL\nLH: 5.0 mIU/mL\n",
+    );
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let bearer = format!("Bearer {token}");
     let upload = request(
@@ -178,7 +87,7 @@ fn an_uploaded_document_is_one_trace_from_the_request_to_the_worker() {
             api_port,
             "GET",
             &format!("/api/v1/documents/{document_id}"),
-            Some(&token),
+            Some(token),
             None,
         )
         .ok()?;

@@ -1,5 +1,6 @@
-//! Harness for tests that run the real binary: free ports, a minimal HTTP client, and a
-//! collector process that can be started, killed with SIGKILL, and stopped with SIGTERM.
+//! Harness for tests that run the real binary: free ports, a minimal HTTP client, a
+//! collector process that can be started, killed with SIGKILL, and stopped with SIGTERM, and
+//! a whole platform (a collector, `serve` and `worker` exporting their telemetry to it).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -244,6 +245,147 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `probe` every 200 ms until it gives a value; panics naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `multipart/form-data` upload of one text file as a lab report: (content type, body).
+pub fn text_upload(filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "process-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"document_type\"\r\n\r\nlab_report\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The platform as processes: a collector on the default pipeline (on free ports), and
+/// `fertivision serve` and `fertivision worker` on one SQLite database, exporting traces,
+/// logs, metrics and CPU profiles (2 s windows) to it. Killed when dropped.
+pub struct Platform {
+    pub collector: Collector,
+    pub api_port: u16,
+    /// An admin token.
+    pub token: String,
+    /// The stderr of `serve` and of `worker`.
+    pub app_logs: [PathBuf; 2],
+    data_dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Platform {
+    /// Starts everything under `dir` and waits until the API answers.
+    pub fn start(dir: &Path) -> Self {
+        let collector_dir = dir.join("collector");
+        std::fs::create_dir_all(&collector_dir).unwrap();
+        let pipeline = telemetry::config::DEFAULT_PIPELINE
+            .replace("127.0.0.1:4317", "127.0.0.1:{grpc}")
+            .replace("127.0.0.1:4318", "127.0.0.1:{http}");
+        let collector = Collector::start(&collector_dir, &pipeline, &[]);
+        let data_dir = dir.join("app");
+        let app_logs = [dir.join("serve.log"), dir.join("worker.log")];
+        let mut platform = Self {
+            collector,
+            api_port: free_port(),
+            token: String::new(),
+            app_logs,
+            data_dir,
+            children: Vec::new(),
+        };
+        let token = platform
+            .command(&["token", "create", "--role", "admin"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(token.status.success(), "{token:?}");
+        platform.token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+        let serve = platform
+            .command(&["serve"])
+            .env(
+                "FERTIVISION_API__LISTEN",
+                format!("127.0.0.1:{}", platform.api_port),
+            )
+            .stderr(File::create(&platform.app_logs[0]).unwrap())
+            .spawn()
+            .unwrap();
+        let worker = platform
+            .command(&["worker", "--concurrency", "2"])
+            .stderr(File::create(&platform.app_logs[1]).unwrap())
+            .spawn()
+            .unwrap();
+        platform.children = vec![serve, worker];
+        let port = platform.api_port;
+        wait_for("the API", Duration::from_secs(30), || {
+            http(port, "GET", "/healthz", None, None)
+                .ok()
+                .filter(|(status, _)| *status == 200)
+        });
+        platform
+    }
+
+    /// The binary with `args`, on the platform's data and collector.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let collector = &self.collector;
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env(
+                "FERTIVISION_TELEMETRY__OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", collector.grpc_port),
+            )
+            .env("FERTIVISION_TELEMETRY__BATCH_DELAY_MS", "200")
+            .env("FERTIVISION_TELEMETRY__METRICS_INTERVAL_MS", "500")
+            .env(
+                "FERTIVISION_TELEMETRY__PROFILE_ENDPOINT",
+                format!("http://127.0.0.1:{}/ingest", collector.query_port),
+            )
+            .env("FERTIVISION_TELEMETRY__PROFILE_INTERVAL_SECS", "2")
+            .env("FERTIVISION_JOBS__POLL_INTERVAL_MS", "100")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped());
+        command
+    }
+
+    /// An API call with the admin token: (status, body).
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        http(self.api_port, method, path, Some(&self.token), body).unwrap()
+    }
+
+    /// Stops `serve` and `worker` with SIGTERM, so that they send what they still hold.
+    pub fn stop_app(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }

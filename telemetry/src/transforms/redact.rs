@@ -20,8 +20,9 @@
 //!     `+4915112345678`), or 7 to 15 digits in groups separated by dashes, dots, spaces or
 //!     parentheses (`(555) 123-4567`, `555.123.4567`, `020 7946 0958`).
 //!
-//! Span names, event names and metric names are kept: they are written in the code, not
-//! filled from data.
+//! Span names and metric names are kept: they are written in the code, not filled from
+//! data. Span event names go through the patterns: `tracing` bridges name an event after its
+//! formatted message.
 //!
 //! **Dates against timestamps.** A calendar date alone is redacted, as it may be a date of
 //! birth. A date with a time of day (`2026-11-29T15:32:00Z`, `2026-11-29 15:32:00`) is an
@@ -475,6 +476,11 @@ impl Redact {
                         for span in &mut scope_spans.spans {
                             self.redact_attributes(&mut span.attributes, &mut tally);
                             for event in &mut span.events {
+                                // tracing-opentelemetry names an event after its formatted
+                                // message, which may hold data.
+                                if let Some(name) = self.redact_text(&event.name, &mut tally) {
+                                    event.name = name;
+                                }
                                 self.redact_attributes(&mut event.attributes, &mut tally);
                             }
                             for link in &mut span.links {
@@ -945,7 +951,7 @@ mod tests {
     }
 
     #[test]
-    fn spans_events_and_status_are_redacted_names_kept() {
+    fn spans_events_and_status_are_redacted_span_names_kept() {
         let mut r = redact();
         let batch = Batch::Traces(ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
@@ -956,14 +962,20 @@ mod tests {
                             "db.statement",
                             string("where email = 'a@b.org'"),
                         )],
-                        events: vec![Event {
-                            name: "exception".to_owned(),
-                            attributes: vec![attribute(
-                                "exception.message",
-                                string("no patient MR-AB12CD34"),
-                            )],
-                            ..Default::default()
-                        }],
+                        events: vec![
+                            Event {
+                                name: "exception".to_owned(),
+                                attributes: vec![attribute(
+                                    "exception.message",
+                                    string("no patient MR-AB12CD34"),
+                                )],
+                                ..Default::default()
+                            },
+                            Event {
+                                name: "reminder sent to a@b.org".to_owned(),
+                                ..Default::default()
+                            },
+                        ],
                         status: Some(Status {
                             message: "phone 555-123-4567 invalid".to_owned(),
                             code: 2,
@@ -985,6 +997,7 @@ mod tests {
             "where email = '[REDACTED:email]'"
         );
         assert_eq!(span.events[0].name, "exception");
+        assert_eq!(span.events[1].name, "reminder sent to [REDACTED:email]");
         assert_eq!(
             text(&span.events[0].attributes[0].value),
             "no patient [REDACTED:mrn]"
