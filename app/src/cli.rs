@@ -24,6 +24,10 @@ pub struct Cli {
     /// Directory of the embedded SQLite database and local objects (overrides `data_dir`).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve the tokio-console API (127.0.0.1:6669, or TOKIO_CONSOLE_BIND) for the
+    /// `tokio-console` client: the runtime's tasks, their polls and wakers, live.
+    #[arg(long, global = true)]
+    pub tokio_console: bool,
     /// What to run (default: up).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -246,7 +250,14 @@ impl Cli {
             Some(Command::Worker { .. }) => Some("fertivision-worker"),
             Some(_) => None,
         };
-        let telemetry = crate::otel::init(&config, service);
+        if self.tokio_console && !cfg!(tokio_unstable) {
+            anyhow::bail!(
+                "--tokio-console needs a build with `--cfg tokio_unstable`: the repository's \
+                 .cargo/config.toml sets it, unless RUSTFLAGS overrides it; rebuild without \
+                 RUSTFLAGS, or with RUSTFLAGS=\"--cfg tokio_unstable\""
+            );
+        }
+        let telemetry = crate::otel::init(&config, service, self.tokio_console);
         let outcome = self.run_command(config).await;
         telemetry.shutdown().await;
         outcome

@@ -343,7 +343,7 @@ async fn personal_data_never_reaches_telemetry_and_redaction_catches_mistakes() 
     config.telemetry.otlp_endpoint = format!("http://127.0.0.1:{}", platform.collector.grpc_port);
     config.telemetry.batch_delay_ms = 100;
     config.telemetry.profiling = false;
-    let telemetry = fertivision::otel::init(&config, Some("privacy-mistake"));
+    let telemetry = fertivision::otel::init(&config, Some("privacy-mistake"), false);
     tracing::info_span!("careless", patient.name = ZEBULON[0], email = ZEBULON[2]).in_scope(|| {
         tracing::info!(
             patient.name = ZEBULON[0],

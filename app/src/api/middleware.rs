@@ -1,6 +1,7 @@
 //! The middleware every request passes through, outermost first: request id, observation
-//! (the server span, `traceparent` in and out, the request metrics, slow-request logging), panic catching, JSON error bodies for anything the framework
-//! answers itself, security headers, compression, timeout and body limits.
+//! (the server span, `traceparent` in and out, the request metrics, slow-request logging),
+//! panic catching, JSON error bodies for anything the framework answers itself, security
+//! headers, compression, timeout and body limits.
 
 use std::time::{Duration, Instant};
 
@@ -103,7 +104,14 @@ async fn observe(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    // Known methods by name, anything else as `_OTHER` (semantic conventions): a client must
+    // not be able to mint label values.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "CONNECT"
+        | "TRACE") => known,
+        _ => "_OTHER",
+    }
+    .to_owned();
     let request_id = request
         .headers()
         .get("x-request-id")

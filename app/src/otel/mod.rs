@@ -63,7 +63,10 @@ struct MetricsPush {
 /// Sets up the process log on stderr (from `log.filter`; `RUST_LOG` wins when set) and, when
 /// `service` is given and `telemetry.enabled`, the export of traces, logs and metrics as that
 /// service. Must run inside the Tokio runtime (the exporters' connections live on it).
-pub fn init(config: &Config, service: Option<&'static str>) -> Telemetry {
+///
+/// With `console`, the tokio-console layer serves the runtime's tasks (on 127.0.0.1:6669 or
+/// `TOKIO_CONSOLE_BIND`); the binary must be built with `--cfg tokio_unstable`.
+pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -143,14 +146,25 @@ pub fn init(config: &Config, service: Option<&'static str>) -> Telemetry {
     let tracer = tracer.build();
     // The layer is there even without export: every request still gets a trace id, which
     // its response names and its log lines carry.
+    // No busy/idle timing, thread or source-location attributes: each costs work on every
+    // span, and the trace does not need them.
     let traces = tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer("fertivision"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
         .with_filter(EnvFilter::new(EXPORT_FILTER));
+    let console = (console && cfg!(tokio_unstable)).then(|| {
+        console_subscriber::ConsoleLayer::builder()
+            .with_default_env()
+            .spawn()
+    });
     let logs = logger.as_ref().map(|provider| {
         OpenTelemetryTracingBridge::new(provider).with_filter(EnvFilter::new(EXPORT_FILTER))
     });
     // A second initialisation (tests) is harmless: the first subscriber stays.
     let _ = tracing_subscriber::registry()
+        .with(console)
         .with(fmt)
         .with(traces)
         .with(logs)
