@@ -8,8 +8,9 @@
 # runs throughout. For each mode, `fertivision serve` starts on a copy of the same SQLite
 # database (one admin token, one patient):
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
-#   on         traces, logs and metrics exported to the collector, profiling off;
-#   profiling  the same with continuous CPU profiling (pprof at 99 Hz).
+#   on         traces (all of them), logs and metrics exported to the collector, no profiling;
+#   sampled    the same with telemetry.trace_sample_ratio = 0.1;
+#   profiling  sampled, plus continuous CPU profiling (pprof at 99 Hz).
 # Then wrk, 2 threads and $CONNECTIONS connections, $DURATION seconds each:
 #   read   GET  /api/v1/patients/{id}
 #   write  POST /api/v1/patients/{id}/analyses/follicle (a JSON body; a row, a summary update)
@@ -123,15 +124,17 @@ summary() {
 
 echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | req per CPU-s | peak RSS MiB |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for mode in off on profiling; do
+for mode in off on sampled profiling; do
     data="$WORK/$mode"
     cp -r "$WORK/template" "$data"
     case $mode in
-        off) enabled=false; profiling=false ;;
-        on) enabled=true; profiling=false ;;
-        profiling) enabled=true; profiling=true ;;
+        off) enabled=false; ratio=1.0; profiling=false ;;
+        on) enabled=true; ratio=1.0; profiling=false ;;
+        sampled) enabled=true; ratio=0.1; profiling=false ;;
+        profiling) enabled=true; ratio=0.1; profiling=true ;;
     esac
     FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
+    FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio \
     RUST_LOG=warn "$BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
     SERVE=$!
     wait_port "$API_PORT"

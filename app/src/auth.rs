@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::api::{ApiError, AppState};
 use crate::limits::Limit;
+use crate::store::{Store, TokenRecord};
 
 /// What a token may do.
 #[derive(
@@ -145,11 +146,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
-        let record = state
-            .store
-            .find_token(&hash_token(token))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        let record = state.tokens.find(&state.store, &hash_token(token)).await?;
         let role = record
             .role
             .parse()
@@ -159,6 +156,43 @@ impl FromRequestParts<AppState> for Caller {
             token_id: record.id,
             role,
         })
+    }
+}
+
+/// Known tokens by hash, so that a request costs no database round trip to authenticate.
+/// An entry lives [`TokenCache::TTL`]: no route removes a token, and one removed from the
+/// database by hand stops working within that time. Unknown tokens are never cached.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    known: moka::future::Cache<String, TokenRecord>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            known: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Self::TTL)
+                .build(),
+        }
+    }
+}
+
+impl TokenCache {
+    /// How long a token is trusted without asking the database again.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The token whose hash is `hash`, or 401.
+    async fn find(&self, store: &Store, hash: &str) -> Result<TokenRecord, ApiError> {
+        if let Some(record) = self.known.get(hash).await {
+            return Ok(record);
+        }
+        let record = store
+            .find_token(hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        self.known.insert(hash.to_owned(), record.clone()).await;
+        Ok(record)
     }
 }
 

@@ -245,6 +245,9 @@ pub struct TelemetryConfig {
     pub metrics_interval_ms: u64,
     /// How long one export may take, in milliseconds.
     pub export_timeout_ms: u64,
+    /// The share of traces recorded and exported, 0 to 1. A request whose incoming
+    /// `traceparent` is sampled is always recorded; every response still names its trace.
+    pub trace_sample_ratio: f64,
     /// Continuous CPU profiling (pprof at 99 Hz), pushed to `profile_endpoint`.
     pub profiling: bool,
     /// The collector's Pyroscope-compatible `/ingest`.
@@ -262,6 +265,7 @@ impl Default for TelemetryConfig {
             batch_delay_ms: 1000,
             metrics_interval_ms: 10_000,
             export_timeout_ms: 5000,
+            trace_sample_ratio: 1.0,
             profiling: true,
             profile_endpoint: "http://127.0.0.1:7070/ingest".to_owned(),
             profile_interval_secs: 15,
@@ -464,6 +468,9 @@ impl Config {
                 || telemetry.profile_endpoint.starts_with("https://"))
         {
             return invalid("telemetry.profile_endpoint must start with http:// or https://");
+        }
+        if !(0.0..=1.0).contains(&telemetry.trace_sample_ratio) {
+            return invalid("telemetry.trace_sample_ratio must be 0 to 1");
         }
         if !(1..=3600).contains(&telemetry.profile_interval_secs) {
             return invalid("telemetry.profile_interval_secs must be 1 to 3600");

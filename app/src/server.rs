@@ -207,6 +207,7 @@ pub async fn run_api(
         jobs: Jobs::new(store.clone(), queue.clone()),
         cache,
         limits,
+        tokens: crate::auth::TokenCache::default(),
     };
     let background = workers.map(|concurrency| {
         let (runtime, shutdown) = (runtime.clone(), shutdown.clone());

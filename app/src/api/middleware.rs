@@ -130,6 +130,7 @@ async fn observe(
     );
     crate::otel::propagation::continue_from_headers(&span, request.headers());
     let trace = crate::otel::propagation::trace_ref(&span);
+    let exemplar = crate::otel::propagation::exemplar(&span);
     let metrics = crate::otel::metrics();
     let active = Active::start(&metrics.http_active, &method);
     let started = Instant::now();
@@ -144,11 +145,14 @@ async fn observe(
     metrics.http_duration.record(
         latency.as_secs_f64(),
         &[&route, &method, status.as_str()],
-        trace,
+        exemplar,
     );
     if let Some(trace) = trace {
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&crate::otel::propagation::traceparent(&trace)) {
+        if let Ok(value) = HeaderValue::from_str(&crate::otel::propagation::traceparent(
+            &trace,
+            exemplar.is_some(),
+        )) {
             headers.insert("traceparent", value);
         }
         if let Ok(value) = HeaderValue::from_str(&hex::encode(trace.trace_id)) {

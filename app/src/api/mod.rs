@@ -47,6 +47,8 @@ pub struct AppState {
     pub cache: Cache,
     /// Per-token rate limits.
     pub limits: Arc<RateLimits>,
+    /// Tokens already checked against the database.
+    pub tokens: crate::auth::TokenCache,
 }
 
 /// A page of a list; pass `next_cursor` as `cursor` to get the next one.

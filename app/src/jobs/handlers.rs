@@ -105,7 +105,7 @@ async fn analyze_document(ctx: &WorkerContext, job: &Job) -> Result<(), JobError
     crate::otel::metrics().document_processing.record(
         started.elapsed().as_secs_f64(),
         &[status],
-        crate::otel::propagation::trace_ref(&tracing::Span::current()),
+        crate::otel::propagation::exemplar(&tracing::Span::current()),
     );
     if !applied {
         tracing::warn!(job_id = %job.id, "analysis finished after the lease was taken over; discarded");
@@ -211,7 +211,7 @@ async fn generate_report(ctx: &WorkerContext, job: &Job) -> Result<(), JobError>
     crate::otel::metrics().report_generation.record(
         started.elapsed().as_secs_f64(),
         &[],
-        crate::otel::propagation::trace_ref(&tracing::Span::current()),
+        crate::otel::propagation::exemplar(&tracing::Span::current()),
     );
     Ok(())
 }

@@ -189,7 +189,7 @@ async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
     crate::otel::metrics().job_queue_wait.record(
         waited,
         &[&job.kind],
-        crate::otel::propagation::trace_ref(&span),
+        crate::otel::propagation::exemplar(&span),
     );
     let started = Instant::now();
     let outcome = attempt(ctx, job, delivery).instrument(span.clone()).await;
@@ -203,7 +203,7 @@ async fn run_job(ctx: &WorkerContext, job: &Job, delivery: Option<&Delivery>) {
     metrics.job_duration.record(
         started.elapsed().as_secs_f64(),
         &[&job.kind, outcome],
-        crate::otel::propagation::trace_ref(&span),
+        crate::otel::propagation::exemplar(&span),
     );
 }
 

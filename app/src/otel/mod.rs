@@ -28,7 +28,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use tokio::task::JoinHandle;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -87,7 +87,12 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
     let settings = &config.telemetry;
     let exporting = service.filter(|_| settings.enabled);
     let resource = resource(exporting.unwrap_or("fertivision"));
-    let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        settings.trace_sample_ratio,
+    )));
+    let mut tracer = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler);
     let mut logger = None;
     let mut metrics = None;
     let profiler = exporting

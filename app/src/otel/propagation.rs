@@ -90,12 +90,23 @@ pub fn trace_ref(span: &tracing::Span) -> Option<TraceRef> {
     })
 }
 
-/// `traceparent` for `trace` (version 00, sampled).
-pub fn traceparent(trace: &TraceRef) -> String {
+/// The trace of `span` as a metric exemplar: only when the trace is recorded, so that an
+/// exemplar always leads somewhere.
+pub fn exemplar(span: &tracing::Span) -> Option<TraceRef> {
+    let context = span.context();
+    if !context.span().span_context().is_sampled() {
+        return None;
+    }
+    trace_ref(span)
+}
+
+/// `traceparent` for `trace` (version 00), flagged sampled or not.
+pub fn traceparent(trace: &TraceRef, sampled: bool) -> String {
     format!(
-        "00-{}-{}-01",
+        "00-{}-{}-{}",
         hex::encode(trace.trace_id),
-        hex::encode(trace.span_id)
+        hex::encode(trace.span_id),
+        if sampled { "01" } else { "00" }
     )
 }
 
@@ -134,8 +145,12 @@ mod tests {
             span_id: [0x01; 8],
         };
         assert_eq!(
-            traceparent(&trace),
+            traceparent(&trace, true),
             "00-abababababababababababababababab-0101010101010101-01"
+        );
+        assert_eq!(
+            traceparent(&trace, false),
+            "00-abababababababababababababababab-0101010101010101-00"
         );
     }
 }

@@ -280,7 +280,7 @@ impl Store {
         crate::otel::metrics().db_duration.record(
             started.elapsed().as_secs_f64(),
             &[system, db.operation, db.table, result],
-            crate::otel::propagation::trace_ref(&span),
+            crate::otel::propagation::exemplar(&span),
         );
         outcome
     }

@@ -202,6 +202,7 @@ pub fn app_state(
         jobs: Jobs::new(store.clone(), queue.clone()),
         cache: cache.clone(),
         limits: Arc::new(RateLimits::new(config.limits.enabled, None)),
+        tokens: fertivision::auth::TokenCache::default(),
     }
 }
 
