@@ -287,11 +287,18 @@ pub struct Platform {
     pub app_logs: [PathBuf; 2],
     data_dir: PathBuf,
     children: Vec<Child>,
+    /// Extra `FERTIVISION_*` settings of the app's processes.
+    env: Vec<(String, String)>,
 }
 
 impl Platform {
     /// Starts everything under `dir` and waits until the API answers.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Platform::start`] with extra settings for `serve`, `worker` and the CLI.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let collector_dir = dir.join("collector");
         std::fs::create_dir_all(&collector_dir).unwrap();
         let pipeline = telemetry::config::DEFAULT_PIPELINE
@@ -307,6 +314,10 @@ impl Platform {
             app_logs,
             data_dir,
             children: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         let token = platform
             .command(&["token", "create", "--role", "admin"])
@@ -360,6 +371,7 @@ impl Platform {
             .env("FERTIVISION_TELEMETRY__PROFILE_INTERVAL_SECS", "2")
             .env("FERTIVISION_JOBS__POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped());
         command
     }
