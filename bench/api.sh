@@ -24,11 +24,9 @@ BIN=${BIN:-target/release/fertivision}
 DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-500}
 API_PORT=${API_PORT:-18080}
-GRPC_PORT=${GRPC_PORT:-14317}
-HTTP_PORT=${HTTP_PORT:-14318}
 QUERY_PORT=${QUERY_PORT:-17070}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fv-api-bench.XXXXXX")
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 TICKS=$(getconf CLK_TCK)
 
 [ -x "$BIN" ] || { echo "missing $BIN: build it first (see the top of this script)" >&2; exit 1; }
@@ -44,48 +42,16 @@ wait_port() {
     echo "nothing listens on $1" >&2; exit 1
 }
 
-# The collector, on the default pipeline moved to the benchmark's ports.
+# The collector, on its default pipeline (OTLP on 127.0.0.1:4317 and :4318, which must be
+# free) with the query port moved.
 mkdir -p "$WORK/collector"
-cat > "$WORK/collector/pipeline.toml" <<TOML
-[sources.otlp_grpc]
-type = "otlp_grpc"
-address = "127.0.0.1:$GRPC_PORT"
-
-[sources.otlp_http]
-type = "otlp_http"
-address = "127.0.0.1:$HTTP_PORT"
-
-[sources.pyroscope]
-type = "pyroscope"
-
-[transforms.redact]
-type = "redact"
-inputs = ["otlp_grpc", "otlp_http", "pyroscope"]
-
-[sinks.metrics]
-type = "prometheus"
-inputs = ["redact"]
-
-[sinks.profiles]
-type = "profiles"
-inputs = ["redact"]
-
-[sinks.logs]
-type = "log_index"
-inputs = ["redact"]
-
-[sinks.spans]
-type = "span_index"
-inputs = ["redact"]
-TOML
-FERTIVISION_COLLECTOR__PIPELINE="$WORK/collector/pipeline.toml" \
 FERTIVISION_COLLECTOR__QUERY_LISTEN="127.0.0.1:$QUERY_PORT" \
 RUST_LOG=warn "$BIN" collector --data-dir "$WORK/collector" 2> "$WORK/collector.log" &
 wait_port "$QUERY_PORT"
+wait_port 4317
 
 # The template database: a token and a patient.
 export FERTIVISION_LIMITS__ENABLED=false
-export FERTIVISION_TELEMETRY__OTLP_ENDPOINT="http://127.0.0.1:$GRPC_PORT"
 export FERTIVISION_TELEMETRY__PROFILE_ENDPOINT="http://127.0.0.1:$QUERY_PORT/ingest"
 export FERTIVISION_API__LISTEN="127.0.0.1:$API_PORT"
 TOKEN=$(FERTIVISION_TELEMETRY__ENABLED=false "$BIN" token create --role admin --data-dir "$WORK/template" 2> /dev/null)

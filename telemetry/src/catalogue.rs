@@ -245,6 +245,20 @@ impl Meter {
         series.insert(key, (values, created));
     }
 
+    /// Adds `delta` to a number series.
+    fn add(&self, instrument: &Instrument, delta: f64, labels: &[&str]) {
+        self.update(
+            instrument,
+            labels,
+            || Series::Number(0.0),
+            |s| {
+                if let Series::Number(v) = s {
+                    *v += delta;
+                }
+            },
+        );
+    }
+
     /// Everything recorded so far as one OTLP request from `resource`.
     pub fn export(&self, resource: Resource) -> ExportMetricsServiceRequest {
         let now = now_ns();
@@ -372,16 +386,7 @@ impl Counter {
         if value.is_nan() || value < 0.0 {
             return;
         }
-        self.meter.update(
-            &self.instrument,
-            labels,
-            || Series::Number(0.0),
-            |s| {
-                if let Series::Number(v) = s {
-                    *v += value;
-                }
-            },
-        );
+        self.meter.add(&self.instrument, value, labels);
     }
 }
 
@@ -405,16 +410,7 @@ impl Gauge {
 
     /// Adds `delta` (negative to go down).
     pub fn add(&self, delta: f64, labels: &[&str]) {
-        self.meter.update(
-            &self.instrument,
-            labels,
-            || Series::Number(0.0),
-            |s| {
-                if let Series::Number(v) = s {
-                    *v += delta;
-                }
-            },
-        );
+        self.meter.add(&self.instrument, delta, labels);
     }
 }
 

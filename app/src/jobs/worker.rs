@@ -40,13 +40,8 @@ pub struct WorkerContext {
 
 /// A name unique to this process: host, pid and a random suffix.
 pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
     let suffix: u16 = rand::random();
-    format!("{host}-{}-{suffix:04x}", std::process::id())
+    format!("{}-{suffix:04x}", crate::otel::instance_id())
 }
 
 impl WorkerContext {
