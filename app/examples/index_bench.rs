@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use cpu::cpu_seconds;
 use futures_util::StreamExt;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -329,23 +333,6 @@ fn otlp(records: &[Rec]) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: by_service,
     }
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_default()
-    };
-    // After the command name: state is field 0, utime 11, stime 12.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Waits until process `pid` uses under 2% of a core over a second (at most two minutes);

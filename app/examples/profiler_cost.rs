@@ -11,28 +11,16 @@
 //! the report's share). The cost is the extra CPU time per unit of work, from the process's
 //! own CPU clock (user + system), median over the rounds.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const FREQUENCY: i32 = 99;
+use cpu::cpu_seconds;
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_default()
-    };
-    // After the command name: utime is field 11, stime 12, in clock ticks (100 per second).
-    (ticks(11) + ticks(12)) / 100.0
-}
+const FREQUENCY: i32 = 99;
 
 fn documents() -> Vec<(&'static str, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab_reports");
@@ -52,7 +40,7 @@ fn documents() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Analyses every document `passes` times; returns the CPU seconds it took.
 fn work(documents: &[(&'static str, Vec<u8>)], passes: usize) -> f64 {
-    let before = cpu_seconds();
+    let before = cpu_seconds(std::process::id());
     for _ in 0..passes {
         for (kind, bytes) in documents {
             black_box(fertivision::analysis::analyse_document(
@@ -61,7 +49,7 @@ fn work(documents: &[(&'static str, Vec<u8>)], passes: usize) -> f64 {
             ));
         }
     }
-    cpu_seconds() - before
+    cpu_seconds(std::process::id()) - before
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -105,12 +93,12 @@ fn main() {
             .blocklist(&["libc", "libgcc", "pthread", "vdso"])
             .build()
             .expect("the profiler starts");
-        let before = cpu_seconds();
+        let before = cpu_seconds(std::process::id());
         work(&documents, passes);
         let report = guard.report().build().expect("a report");
         let profile = report.pprof().expect("pprof");
         let encoded = pprof::protos::Message::encode_to_vec(&profile);
-        let on = cpu_seconds() - before;
+        let on = cpu_seconds(std::process::id()) - before;
         drop(guard);
         samples += profile.sample.len();
         println!(

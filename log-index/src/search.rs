@@ -350,14 +350,7 @@ pub fn search(
                 .search(&*paged, &DocSetCollector)
                 .map_err(tantivy("search"))?;
             for address in addresses {
-                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
-                let fields = stored_fields(schema, &doc);
-                let ts_value = fields.get("ts").and_then(Value::as_i64).unwrap_or_default();
-                let seq_value = fields
-                    .get("seq")
-                    .and_then(Value::as_u64)
-                    .unwrap_or_default();
-                found.push(hit(ts_value, seq_value, fields));
+                found.push(fetch(&searcher, schema, address, None)?);
             }
             found.sort_by_key(|h| std::cmp::Reverse((h.ts, h.seq)));
         } else {
@@ -368,12 +361,12 @@ pub fn search(
             for ((ts_value, seq_value), address) in
                 searcher.search(&*paged, &top).map_err(tantivy("search"))?
             {
-                let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
-                found.push(hit(
-                    ts_value.unwrap_or_default(),
-                    seq_value.unwrap_or_default(),
-                    stored_fields(schema, &doc),
-                ));
+                found.push(fetch(
+                    &searcher,
+                    schema,
+                    address,
+                    Some((ts_value, seq_value)),
+                )?);
             }
         }
         hits.extend(found);
@@ -431,14 +424,29 @@ fn collect_oldest_first(
         (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
     ));
     for ((ts, seq), address) in searcher.search(query, &top).map_err(tantivy("trace"))? {
-        let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
-        hits.push(hit(
-            ts.unwrap_or_default(),
-            seq.unwrap_or_default(),
-            stored_fields(schema, &doc),
-        ));
+        hits.push(fetch(&searcher, schema, address, Some((ts, seq)))?);
     }
     Ok(())
+}
+
+/// The hit at `address`. `sort_key` is its `(ts, seq)` as a sorted collector read them from
+/// the columns; without it they come from the stored fields.
+fn fetch(
+    searcher: &tantivy::Searcher,
+    schema: &Schema,
+    address: tantivy::DocAddress,
+    sort_key: Option<(Option<i64>, Option<u64>)>,
+) -> Result<Hit, SearchError> {
+    let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
+    let fields = stored_fields(schema, &doc);
+    let (ts, seq) = match sort_key {
+        Some((ts, seq)) => (ts, seq),
+        None => (
+            fields.get("ts").and_then(Value::as_i64),
+            fields.get("seq").and_then(Value::as_u64),
+        ),
+    };
+    Ok(hit(ts.unwrap_or_default(), seq.unwrap_or_default(), fields))
 }
 
 #[cfg(test)]
@@ -605,12 +613,12 @@ pub fn tail(
         for ((seq_value, ts_value), address) in
             searcher.search(&*query, &top).map_err(tantivy("tail"))?
         {
-            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy("fetch"))?;
-            hits.push(hit(
-                ts_value.unwrap_or_default(),
-                seq_value.unwrap_or_default(),
-                stored_fields(schema, &doc),
-            ));
+            hits.push(fetch(
+                &searcher,
+                schema,
+                address,
+                Some((ts_value, seq_value)),
+            )?);
         }
     }
     hits.sort_by_key(|h| h.seq);
