@@ -54,7 +54,7 @@ impl Role {
         match action {
             Action::Read | Action::RecordAnalyses | Action::UploadDocuments => true,
             Action::WritePatients => matches!(self, Role::Clinician | Role::Admin),
-            Action::DeletePatients => self == Role::Admin,
+            Action::DeletePatients | Action::Operate => self == Role::Admin,
         }
     }
 }
@@ -90,6 +90,8 @@ pub enum Action {
     RecordAnalyses,
     /// Upload a document.
     UploadDocuments,
+    /// See the platform's operations: jobs and dead letters, alert notifications.
+    Operate,
 }
 
 /// A new random token (shown once) and the hash to store.
@@ -215,9 +217,9 @@ mod tests {
         use Action::*;
         use Role::*;
         let table = [
-            (Clinician, [true, true, false, true, true]),
-            (Lab, [true, false, false, true, true]),
-            (Admin, [true, true, true, true, true]),
+            (Clinician, [true, true, false, true, true, false]),
+            (Lab, [true, false, false, true, true, false]),
+            (Admin, [true, true, true, true, true, true]),
         ];
         for (role, expected) in table {
             let got = [
@@ -226,6 +228,7 @@ mod tests {
                 DeletePatients,
                 RecordAnalyses,
                 UploadDocuments,
+                Operate,
             ]
             .map(|a| role.allows(a));
             assert_eq!(got, expected, "{role}");

@@ -1,5 +1,6 @@
 //! The command line. With no command, `fertivision` runs `up`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -77,6 +78,30 @@ pub enum Command {
         /// What to do with tokens.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Alert notifications Alertmanager sent to POST /api/v1/alerts/webhook.
+    Alerts {
+        /// What to do.
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+}
+
+/// What `alerts` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AlertsCommand {
+    /// List the notifications received, newest first, each with links to the logs and traces
+    /// of its service in its window (read from the database of the configuration).
+    List {
+        /// Only `firing` or only `resolved` ones.
+        #[arg(long, value_parser = ["firing", "resolved"])]
+        status: Option<String>,
+        /// How many, 1 to 200.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+        limit: u32,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -340,6 +365,38 @@ impl Cli {
                 eprintln!("migrations applied ({})", store.backend_name());
                 Ok(())
             }
+            Command::Alerts {
+                command:
+                    AlertsCommand::List {
+                        status,
+                        limit,
+                        json,
+                    },
+            } => {
+                let store = server::open_store(&config, sqlite).await?;
+                let rows = store
+                    .list_alert_notifications(i64::from(limit), status.as_deref())
+                    .await;
+                store.close().await;
+                let now = chrono::Utc::now();
+                let views = rows?.into_iter().map(|row| {
+                    crate::api::alerts::AlertView::new(row, &config.alerts.query_url, now)
+                });
+                let mut out = std::io::stdout().lock();
+                let mut any = false;
+                for view in views {
+                    any = true;
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(&view)?)?;
+                    } else {
+                        write_alert(&mut out, &view)?;
+                    }
+                }
+                if !any && !json {
+                    eprintln!("no alert notifications received yet");
+                }
+                Ok(())
+            }
             Command::Token {
                 command: TokenCommand::Create { role, label },
             } => {
@@ -352,4 +409,38 @@ impl Cli {
             }
         }
     }
+}
+
+/// One alert notification as `alerts list` prints it.
+fn write_alert(
+    out: &mut impl std::io::Write,
+    alert: &crate::api::alerts::AlertView,
+) -> std::io::Result<()> {
+    let mark = if alert.status == "firing" {
+        "✗"
+    } else {
+        "✓"
+    };
+    let service = alert.labels.get("job").map_or("", String::as_str);
+    writeln!(
+        out,
+        "{mark} {} {} [{}] {} since {}{}",
+        alert.received_at.format("%Y-%m-%d %H:%M:%S"),
+        alert.alertname,
+        alert.severity,
+        service,
+        alert.starts_at.format("%H:%M:%S"),
+        alert
+            .ends_at
+            .map(|end| format!(", resolved {}", end.format("%H:%M:%S")))
+            .unwrap_or_default(),
+    )?;
+    if let Some(summary) = alert.annotations.get("summary") {
+        writeln!(out, "    {summary}")?;
+    }
+    if let Some(runbook) = alert.annotations.get("runbook_url") {
+        writeln!(out, "    runbook: {runbook}")?;
+    }
+    writeln!(out, "    logs:    {}", alert.logs_url)?;
+    writeln!(out, "    traces:  {}", alert.traces_url)
 }

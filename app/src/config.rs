@@ -43,6 +43,33 @@ pub struct Config {
     pub log: LogConfig,
     /// What this process exports about itself to the collector.
     pub telemetry: TelemetryConfig,
+    /// Alert notifications from Alertmanager.
+    pub alerts: AlertsConfig,
+}
+
+/// Alert notifications from Alertmanager (`POST /api/v1/alerts/webhook`, `fertivision alerts
+/// list`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The bearer token Alertmanager sends (its webhook's `http_config.authorization`); empty:
+    /// the webhook refuses every notification.
+    pub webhook_token: String,
+    /// The collector's query API as the reader of the alerts reaches it: the base of each
+    /// alert's links to its logs and traces.
+    pub query_url: String,
+    /// Alerts one notification may carry; more is refused (413).
+    pub max_alerts_per_notification: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_token: String::new(),
+            query_url: "http://127.0.0.1:7070".to_owned(),
+            max_alerts_per_notification: 1000,
+        }
+    }
 }
 
 /// The HTTP API.
@@ -91,7 +118,9 @@ pub enum StorageConfig {
     /// Files under a local directory. Empty `path`: `<data_dir>/objects`.
     Local {
         /// Root directory of the objects.
-        #[serde(default)]
+        // Not written when empty: the defaults are merged key by key under a file or the
+        // environment, and an empty `path` left behind would make `backend = "s3"` invalid.
+        #[serde(default, skip_serializing_if = "path_is_empty")]
         path: PathBuf,
     },
     /// An S3-compatible bucket (AWS S3, MinIO).
@@ -114,6 +143,10 @@ pub enum StorageConfig {
         #[serde(default)]
         allow_http: bool,
     },
+}
+
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 fn default_region() -> String {
@@ -309,6 +342,7 @@ impl Default for Config {
             collector: CollectorConfig::default(),
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -571,6 +605,33 @@ mod tests {
         let config = Config::load_with_env(Some(&path), vec![]).expect("example config");
         assert_eq!(config.api.max_upload_bytes, 10 * 1024 * 1024);
         assert!(matches!(config.storage, StorageConfig::Local { .. }));
+    }
+
+    #[test]
+    fn s3_storage_can_be_chosen_over_the_local_default() {
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("FERTIVISION_STORAGE__BACKEND", "s3"),
+                ("FERTIVISION_STORAGE__BUCKET", "documents"),
+                ("FERTIVISION_STORAGE__ENDPOINT", "http://minio:9000"),
+                ("FERTIVISION_STORAGE__ALLOW_HTTP", "true"),
+            ]),
+        )
+        .expect("s3 from the environment");
+        match config.storage {
+            StorageConfig::S3 {
+                bucket,
+                endpoint,
+                allow_http,
+                ..
+            } => {
+                assert_eq!(bucket, "documents");
+                assert_eq!(endpoint, "http://minio:9000");
+                assert!(allow_http);
+            }
+            other => panic!("expected s3, got {other:?}"),
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ fn every_route_is_documented() {
         "/api/v1/documents/{id}/content",
         "/api/v1/patients/{id}/fertility-score",
         "/api/v1/summaries",
+        "/api/v1/alerts",
+        "/api/v1/alerts/webhook",
         "/healthz",
         "/readyz",
     ] {

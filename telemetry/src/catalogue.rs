@@ -58,8 +58,9 @@ pub struct MetricDef {
     pub labels: &'static [&'static str],
     /// One sentence on what it counts.
     pub help: &'static str,
-    /// The service-level objective it serves, or `""` for a diagnostic metric.
-    pub slo: &'static str,
+    /// The service-level objectives it is the indicator of (none for a diagnostic metric);
+    /// the alert generator turns each into burn-rate alerts.
+    pub slos: &'static [Slo],
     /// Upper bounds of the histogram buckets (ascending); empty for other kinds.
     pub buckets: &'static [f64],
 }
@@ -80,6 +81,66 @@ impl MetricDef {
             .unwrap_or_default()
     }
 
+    /// What is wrong with this declaration's SLOs, if anything: a matcher or an error label
+    /// that is not one of its labels, a latency SLO on something other than a histogram or
+    /// with a threshold that is not a bucket bound, an objective outside (0, 1).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for slo in self.slos {
+            let mut label = |key: &str| {
+                if !self.labels.contains(&key) {
+                    problems.push(format!(
+                        "{}: SLO {} names the label {key}, which it does not have",
+                        self.name, slo.id
+                    ));
+                }
+            };
+            for (key, _) in slo.events {
+                label(key);
+            }
+            match slo.indicator {
+                Indicator::Errors { label: key, .. } => {
+                    label(key);
+                    if !matches!(self.kind, MetricKind::Counter | MetricKind::Histogram) {
+                        problems.push(format!(
+                            "{}: SLO {} counts events, which a {:?} does not",
+                            self.name, slo.id, self.kind
+                        ));
+                    }
+                }
+                Indicator::Latency { threshold } => {
+                    if self.kind != MetricKind::Histogram {
+                        problems.push(format!(
+                            "{}: latency SLO {} needs a histogram",
+                            self.name, slo.id
+                        ));
+                    }
+                    if !self.buckets.contains(&threshold) {
+                        problems.push(format!(
+                            "{}: latency SLO {} threshold {threshold} s is not a bucket bound",
+                            self.name, slo.id
+                        ));
+                    }
+                }
+            }
+            if !(slo.objective > 0.0 && slo.objective < 1.0) {
+                problems.push(format!(
+                    "{}: SLO {} objective {} is not between 0 and 1",
+                    self.name, slo.id, slo.objective
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The Prometheus label name the collector gives one of its label keys
+    /// (`http.route` is `http_route`).
+    pub fn prometheus_label(key: &str) -> String {
+        crate::sinks::prometheus::naming::label_name(key)
+            .map(|name| name.into_owned())
+            .unwrap_or_default()
+    }
+
     /// The name of its main series in PromQL: `_total` for a counter, `_bucket` for a
     /// histogram, the family name otherwise.
     pub fn prometheus_series(&self) -> String {
@@ -89,6 +150,49 @@ impl MetricDef {
             MetricKind::Histogram => format!("{family}_bucket"),
             MetricKind::UpDownCounter | MetricKind::Gauge => family,
         }
+    }
+}
+
+/// A service-level objective: the share of a metric's events that must be good, over the
+/// rolling 30 days that error budgets are counted in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slo {
+    /// A short identifier, unique in the catalogue: `api-availability`.
+    pub id: &'static str,
+    /// What it promises, in one sentence a clinic would understand.
+    pub description: &'static str,
+    /// The fraction of events that must be good: `0.999`.
+    pub objective: f64,
+    /// Which of the metric's events count, as label matchers ANDed together: (label key,
+    /// regular expression). Empty: all of them.
+    pub events: &'static [(&'static str, &'static str)],
+    /// How a counted event is judged good or bad.
+    pub indicator: Indicator,
+}
+
+/// How an [`Slo`] tells a good event from a bad one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Indicator {
+    /// Bad when the label `label` matches the regular expression `bad` (a 5xx status, a dead
+    /// job). For a counter, or for the `_count` of a histogram.
+    Errors {
+        /// The label key (OpenTelemetry name).
+        label: &'static str,
+        /// The regular expression of bad values.
+        bad: &'static str,
+    },
+    /// Good when it took at most `threshold` seconds, which must be one of the histogram's
+    /// bucket bounds (the `le` the rules read).
+    Latency {
+        /// Seconds.
+        threshold: f64,
+    },
+}
+
+impl Slo {
+    /// The error budget: the fraction of events allowed to be bad.
+    pub fn budget(&self) -> f64 {
+        1.0 - self.objective
     }
 }
 
@@ -463,6 +567,269 @@ impl Histogram {
     }
 }
 
+/// Declares one of the collector's own metrics (registered under the `collector` prefix).
+macro_rules! collector_metric {
+    ($ident:ident, $name:literal, $kind:ident, $unit:literal, [$($label:literal),*], $help:literal) => {
+        #[doc = $help]
+        pub static $ident: MetricDef = MetricDef {
+            name: $name,
+            kind: MetricKind::$kind,
+            unit: $unit,
+            labels: &[$($label),*],
+            help: $help,
+            slos: &[],
+            buckets: &[],
+        };
+    };
+}
+
+/// The collector's own metrics as its `/metrics` serves them ([`crate::metrics`] and each
+/// Prometheus sink's statistics), for the dashboard and alert generators. Their buckets are
+/// prometheus-client's, so `buckets` stays empty; a test renders the collector's registry and
+/// checks that these are exactly the families it serves.
+pub mod collector {
+    use super::{MetricDef, MetricKind};
+
+    collector_metric!(
+        RECEIVED_REQUESTS,
+        "collector.received_requests",
+        Counter,
+        "{request}",
+        ["signal"],
+        "OTLP export requests received, by signal."
+    );
+    collector_metric!(
+        ACCEPTED_ITEMS,
+        "collector.accepted_items",
+        Counter,
+        "{item}",
+        ["signal"],
+        "Spans, data points and log records written to the log, by signal."
+    );
+    collector_metric!(
+        REJECTED_ITEMS,
+        "collector.rejected_items",
+        Counter,
+        "{item}",
+        ["signal"],
+        "Items rejected by the size limits (partial success), by signal."
+    );
+    collector_metric!(
+        REFUSED_REQUESTS,
+        "collector.refused_requests",
+        Counter,
+        "{request}",
+        ["signal", "reason"],
+        "Requests refused whole, by signal and reason (log_full, too_large, unavailable, busy)."
+    );
+    collector_metric!(
+        MALFORMED_REQUESTS,
+        "collector.malformed_requests",
+        Counter,
+        "{request}",
+        ["signal"],
+        "Requests that did not decode, by signal."
+    );
+    collector_metric!(
+        BATCH_ITEMS,
+        "collector.batch_items",
+        Histogram,
+        "{item}",
+        ["signal"],
+        "Items per accepted request, by signal."
+    );
+    collector_metric!(
+        WAL_BYTES,
+        "collector.wal_bytes",
+        Gauge,
+        "By",
+        [],
+        "Bytes of the retained write-ahead log."
+    );
+    collector_metric!(
+        WAL_MAX_BYTES,
+        "collector.wal_max_bytes",
+        Gauge,
+        "By",
+        [],
+        "The write-ahead log's limit; past it, requests are refused."
+    );
+    collector_metric!(
+        WAL_SEGMENTS,
+        "collector.wal_segments",
+        Gauge,
+        "{segment}",
+        [],
+        "Segments of the retained write-ahead log."
+    );
+    collector_metric!(
+        WAL_CORRUPTED_RECORDS,
+        "collector.wal_corrupted_records",
+        Gauge,
+        "{record}",
+        [],
+        "Log records found corrupted or torn and skipped."
+    );
+    collector_metric!(
+        SINK_LAG_RECORDS,
+        "collector.sink_lag_records",
+        Gauge,
+        "{record}",
+        ["sink"],
+        "Log records a sink has not finished."
+    );
+    collector_metric!(
+        SINK_LAG_BYTES,
+        "collector.sink_lag_bytes",
+        Gauge,
+        "By",
+        ["sink"],
+        "Log bytes a sink has not finished."
+    );
+    collector_metric!(
+        SINK_BATCHES,
+        "collector.sink_batches",
+        Counter,
+        "{batch}",
+        ["sink"],
+        "Batches written by a sink."
+    );
+    collector_metric!(
+        SINK_ITEMS,
+        "collector.sink_items",
+        Counter,
+        "{item}",
+        ["sink"],
+        "Items written by a sink."
+    );
+    collector_metric!(
+        SINK_DROPPED_BATCHES,
+        "collector.sink_dropped_batches",
+        Counter,
+        "{batch}",
+        ["sink"],
+        "Batches a sink dropped (data lost)."
+    );
+    collector_metric!(
+        SINK_RETRIES,
+        "collector.sink_retries",
+        Counter,
+        "{write}",
+        ["sink"],
+        "Sink writes retried."
+    );
+    collector_metric!(
+        SINK_WRITE_SECONDS,
+        "collector.sink_write_seconds",
+        Histogram,
+        "s",
+        ["sink"],
+        "Duration of one sink write."
+    );
+    collector_metric!(
+        INDEX_BYTES,
+        "collector.index_bytes",
+        Gauge,
+        "By",
+        ["index"],
+        "Bytes on disk of the log or span index."
+    );
+    collector_metric!(
+        INDEX_MAX_BYTES,
+        "collector.index_max_bytes",
+        Gauge,
+        "By",
+        ["index"],
+        "Size limit of the log or span index; retention drops the oldest days past it."
+    );
+    collector_metric!(
+        QUERY_SECONDS,
+        "collector.query_seconds",
+        Histogram,
+        "s",
+        ["route"],
+        "Duration of one query of the query API, by route template."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_BATCHES,
+        "collector.prometheus_sink_batches",
+        Counter,
+        "{batch}",
+        ["sink"],
+        "Metrics batches written to a Prometheus sink."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_DATA_POINTS_WRITTEN,
+        "collector.prometheus_sink_data_points_written",
+        Counter,
+        "{point}",
+        ["sink"],
+        "Data points a Prometheus sink applied to a series."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_DROPPED_DATA_POINTS,
+        "collector.prometheus_sink_dropped_data_points",
+        Counter,
+        "{point}",
+        ["sink", "reason"],
+        "Data points a Prometheus sink dropped, by reason."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_DROPPED_SERIES,
+        "collector.prometheus_sink_dropped_series",
+        Counter,
+        "{point}",
+        ["sink"],
+        "Data points a Prometheus sink dropped because their new series would pass its series cap."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_TRUNCATED_LABEL_VALUES,
+        "collector.prometheus_sink_truncated_label_values",
+        Counter,
+        "{value}",
+        ["sink"],
+        "Label values a Prometheus sink cut to its configured length."
+    );
+    collector_metric!(
+        PROMETHEUS_SINK_SERIES,
+        "collector.prometheus_sink_series",
+        Gauge,
+        "{series}",
+        ["sink"],
+        "Series a Prometheus sink holds."
+    );
+
+    /// Every declaration.
+    pub static ALL: &[&MetricDef] = &[
+        &RECEIVED_REQUESTS,
+        &ACCEPTED_ITEMS,
+        &REJECTED_ITEMS,
+        &REFUSED_REQUESTS,
+        &MALFORMED_REQUESTS,
+        &BATCH_ITEMS,
+        &WAL_BYTES,
+        &WAL_MAX_BYTES,
+        &WAL_SEGMENTS,
+        &WAL_CORRUPTED_RECORDS,
+        &SINK_LAG_RECORDS,
+        &SINK_LAG_BYTES,
+        &SINK_BATCHES,
+        &SINK_ITEMS,
+        &SINK_DROPPED_BATCHES,
+        &SINK_RETRIES,
+        &SINK_WRITE_SECONDS,
+        &INDEX_BYTES,
+        &INDEX_MAX_BYTES,
+        &QUERY_SECONDS,
+        &PROMETHEUS_SINK_BATCHES,
+        &PROMETHEUS_SINK_DATA_POINTS_WRITTEN,
+        &PROMETHEUS_SINK_DROPPED_DATA_POINTS,
+        &PROMETHEUS_SINK_DROPPED_SERIES,
+        &PROMETHEUS_SINK_TRUNCATED_LABEL_VALUES,
+        &PROMETHEUS_SINK_SERIES,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,7 +840,7 @@ mod tests {
         unit: "s",
         labels: &["http.route", "http.request.method"],
         help: "Duration of HTTP requests.",
-        slo: "99% of reads within 20 ms",
+        slos: &[],
         buckets: &[0.005, 0.01, 0.1],
     };
     static PATIENTS: MetricDef = MetricDef {
@@ -482,7 +849,7 @@ mod tests {
         unit: "{patient}",
         labels: &[],
         help: "Patients created.",
-        slo: "",
+        slos: &[],
         buckets: &[],
     };
     static ACTIVE: MetricDef = MetricDef {
@@ -491,9 +858,64 @@ mod tests {
         unit: "{request}",
         labels: &["http.request.method"],
         help: "Requests being served.",
-        slo: "",
+        slos: &[],
         buckets: &[],
     };
+
+    #[test]
+    fn slo_declarations_are_checked_against_their_metric() {
+        static GOOD: &[Slo] = &[Slo {
+            id: "reads",
+            description: "reads within 10 ms",
+            objective: 0.99,
+            events: &[("http.request.method", "GET")],
+            indicator: Indicator::Latency { threshold: 0.01 },
+        }];
+        static BAD: &[Slo] = &[
+            Slo {
+                id: "slow",
+                description: "",
+                objective: 1.0,
+                events: &[("tenant", "a")],
+                indicator: Indicator::Latency { threshold: 0.02 },
+            },
+            Slo {
+                id: "errors",
+                description: "",
+                objective: 0.9,
+                events: &[],
+                indicator: Indicator::Errors {
+                    label: "status",
+                    bad: "5..",
+                },
+            },
+        ];
+        let good = MetricDef {
+            slos: GOOD,
+            ..REQUESTS
+        };
+        assert_eq!(good.problems(), Vec::<String>::new());
+        assert!((GOOD[0].budget() - 0.01).abs() < 1e-12);
+        let bad = MetricDef {
+            slos: BAD,
+            ..REQUESTS
+        };
+        let problems = bad.problems().join("\n");
+        for expected in [
+            "SLO slow names the label tenant",
+            "threshold 0.02 s is not a bucket bound",
+            "objective 1 is not between 0 and 1",
+            "SLO errors names the label status",
+        ] {
+            assert!(problems.contains(expected), "{expected} in {problems}");
+        }
+        let gauge = MetricDef {
+            slos: GOOD,
+            ..ACTIVE
+        };
+        assert!(gauge.problems().join(" ").contains("needs a histogram"));
+        assert_eq!(MetricDef::prometheus_label("http.route"), "http_route");
+    }
 
     #[test]
     fn prometheus_names_follow_the_collector() {

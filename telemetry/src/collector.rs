@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{SinkOptions, SourceConfig, ValidatedPipeline};
 use crate::ingest::{Ingest, IngestLimits};
-use crate::metrics::CollectorMetrics;
+use crate::metrics::{CollectorMetrics, IndexLabels, QueryLabels};
 use crate::pipeline::run_sink;
 use crate::query;
 use crate::sinks::Sink;
@@ -139,12 +139,20 @@ pub async fn run(
             ),
             SinkOptions::LogIndex(options) => {
                 let config = store_config(options.retention_days, options.max_bytes);
+                metrics
+                    .index_max_bytes
+                    .get_or_create(&IndexLabels { index: "logs" })
+                    .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, LogIndex::open)?;
                 indexes.logs = Some(Arc::clone(&index));
                 Box::new(LogIndexSink::new(index))
             }
             SinkOptions::SpanIndex(options) => {
                 let config = store_config(options.retention_days, options.max_bytes);
+                metrics
+                    .index_max_bytes
+                    .get_or_create(&IndexLabels { index: "spans" })
+                    .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, SpanIndex::open)?;
                 indexes.spans = Some(Arc::clone(&index));
                 Box::new(SpanIndexSink::new(index))
@@ -163,8 +171,17 @@ pub async fn run(
         };
         sinks.push((name.clone(), built));
     }
-    extra_routes = extra_routes.merge(query::router(indexes.clone()));
-    extra_routes = extra_routes.merge(crate::jaeger::router(indexes.clone()));
+    // The query routes, timed per route template.
+    extra_routes = extra_routes
+        .merge(query::router(indexes.clone()))
+        .merge(crate::jaeger::router(indexes.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&metrics),
+            time_query,
+        ));
+    metrics
+        .wal_max_bytes
+        .set(i64::try_from(settings.wal_max_bytes).unwrap_or(i64::MAX));
     let wal = Arc::new(
         Wal::open(WalConfig {
             sinks: sinks.iter().map(|(name, _)| name.clone()).collect(),
@@ -249,7 +266,11 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
-    let retention = tokio::spawn(enforce_retention(indexes, stop_rx.clone()));
+    let retention = tokio::spawn(enforce_retention(
+        indexes,
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+    ));
     // The log's gauges, refreshed while running.
     let observer = {
         let (wal, metrics, stop) = (Arc::clone(&wal), Arc::clone(&metrics), stop_rx.clone());
@@ -305,31 +326,69 @@ fn open_index<T>(
     })
 }
 
-/// How often partitions past their age or size limits are looked for.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often the indexes' sizes are measured.
+const INDEX_SIZE_EVERY: Duration = Duration::from_secs(10);
+/// How often partitions past their age or size limits are looked for (in size rounds).
+const RETENTION_EVERY_ROUNDS: u32 = 6;
 
-/// Drops index partitions past their retention, every [`RETENTION_EVERY`], until `stop`.
-async fn enforce_retention(indexes: query::Indexes, stop: watch::Receiver<bool>) {
+/// Measures the indexes' bytes on disk every [`INDEX_SIZE_EVERY`] and drops the partitions
+/// past their retention every [`RETENTION_EVERY_ROUNDS`] of those, until `stop`.
+async fn enforce_retention(
+    indexes: query::Indexes,
+    metrics: Arc<CollectorMetrics>,
+    stop: watch::Receiver<bool>,
+) {
     if indexes.logs.is_none() && indexes.spans.is_none() {
         return;
     }
-    loop {
+    for round in 0u32.. {
         let today = chrono::Utc::now().date_naive();
+        let retain = round % RETENTION_EVERY_ROUNDS == 0;
         let (logs, spans) = (indexes.logs.clone(), indexes.spans.clone());
+        let metrics = Arc::clone(&metrics);
         let _ = tokio::task::spawn_blocking(move || {
+            let measure = |index: &'static str, store: &log_index::IndexStore| {
+                if retain {
+                    store.apply_retention(today);
+                }
+                metrics
+                    .index_bytes
+                    .get_or_create(&IndexLabels { index })
+                    .set(i64::try_from(store.size_bytes()).unwrap_or(i64::MAX));
+            };
             if let Some(logs) = logs {
-                logs.store().apply_retention(today);
+                measure("logs", logs.store());
             }
             if let Some(spans) = spans {
-                spans.store().apply_retention(today);
+                measure("spans", spans.store());
             }
         })
         .await;
         tokio::select! {
-            () = tokio::time::sleep(RETENTION_EVERY) => {}
+            () = tokio::time::sleep(INDEX_SIZE_EVERY) => {}
             () = wait(stop.clone()) => return,
         }
     }
+}
+
+/// Times one query-API request into `collector_query_seconds` under its route template.
+async fn time_query(
+    State(metrics): State<Arc<CollectorMetrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .query_seconds
+        .get_or_create(&QueryLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, CollectorError> {
@@ -383,4 +442,110 @@ async fn metrics_endpoint(
         out.push_str("# EOF\n");
     }
     ([(header::CONTENT_TYPE, format.content_type())], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::catalogue::MetricKind;
+
+    /// The dashboards and alerts read `catalogue::collector`; this holds it to what `/metrics`
+    /// serves, assembled as [`run`] assembles it: the same families, kinds and labels.
+    #[test]
+    fn the_catalogue_declares_exactly_the_served_families() {
+        use crate::metrics::{RefusalLabels, SignalLabel, SignalLabels, SinkLabels};
+        let metrics = CollectorMetrics::default();
+        let mut registry = Registry::with_prefix("collector");
+        metrics.register(&mut registry);
+        let sink = PrometheusSink::new(&PrometheusSinkConfig::default()).expect("sink");
+        sink.exposition().register_self_metrics(
+            registry.sub_registry_with_label(("sink".into(), "prometheus".into())),
+        );
+        // One series in each labelled family (an empty family is not rendered).
+        let signal = SignalLabels {
+            signal: SignalLabel::traces,
+        };
+        let sink_labels = SinkLabels {
+            sink: "logs".into(),
+        };
+        metrics.requests.get_or_create(&signal).inc();
+        metrics.accepted_items.get_or_create(&signal).inc();
+        metrics.rejected_items.get_or_create(&signal).inc();
+        metrics.malformed_requests.get_or_create(&signal).inc();
+        metrics.batch_items.get_or_create(&signal).observe(1.0);
+        metrics
+            .refused_requests
+            .get_or_create(&RefusalLabels {
+                signal: SignalLabel::traces,
+                reason: "log_full",
+            })
+            .inc();
+        metrics.sink_lag_records.get_or_create(&sink_labels).set(1);
+        metrics.sink_lag_bytes.get_or_create(&sink_labels).set(1);
+        metrics.sink_batches.get_or_create(&sink_labels).inc();
+        metrics.sink_items.get_or_create(&sink_labels).inc();
+        metrics.sink_dropped.get_or_create(&sink_labels).inc();
+        metrics.sink_retries.get_or_create(&sink_labels).inc();
+        metrics
+            .sink_write_seconds
+            .get_or_create(&sink_labels)
+            .observe(0.1);
+        let index = IndexLabels { index: "logs" };
+        metrics.index_bytes.get_or_create(&index).set(1);
+        metrics.index_max_bytes.get_or_create(&index).set(1);
+        metrics
+            .query_seconds
+            .get_or_create(&QueryLabels {
+                route: "/api/v1/logs/search".into(),
+            })
+            .observe(0.1);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, &registry).expect("encode");
+        let kinds: BTreeSet<(String, String)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+            .collect();
+        let families: BTreeSet<&String> = kinds.iter().map(|(name, _)| name).collect();
+        // Label keys per family, from the samples.
+        let mut labels: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, rest) = line.split_once('{').unwrap_or((line, ""));
+            let name = name.split(' ').next().unwrap_or_default();
+            let family = families
+                .iter()
+                .filter(|f| name.starts_with(f.as_str()))
+                .max_by_key(|f| f.len())
+                .map(|f| (*f).clone())
+                .unwrap_or_default();
+            let keys = labels.entry(family).or_default();
+            for pair in rest.split('}').next().unwrap_or_default().split(',') {
+                if let Some((key, _)) = pair.split_once('=')
+                    && key != "le"
+                {
+                    keys.insert(key.to_owned());
+                }
+            }
+        }
+        let mut declared_kinds = BTreeSet::new();
+        for def in crate::catalogue::collector::ALL {
+            let kind = match def.kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge | MetricKind::UpDownCounter => "gauge",
+                MetricKind::Histogram => "histogram",
+            };
+            declared_kinds.insert((def.prometheus_name(), kind.to_owned()));
+            let keys: BTreeSet<String> = def.labels.iter().map(|l| (*l).to_owned()).collect();
+            assert_eq!(
+                labels.get(&def.prometheus_name()),
+                Some(&keys),
+                "labels of {}",
+                def.prometheus_name()
+            );
+        }
+        assert_eq!(kinds, declared_kinds);
+    }
 }

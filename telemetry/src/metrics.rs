@@ -1,7 +1,9 @@
 //! The collector's own metrics, declared once here and counted through these declarations:
 //! what came in per signal (requests, items accepted, rejected, refused by reason,
-//! malformed), the write-ahead log (bytes, segments, lag per sink) and each sink (batches,
-//! items, drops, retries, write latency). Served on the same `/metrics` as the data.
+//! malformed), the write-ahead log (bytes, its limit, segments, lag per sink), each sink
+//! (batches, items, drops, retries, write latency), the log and span indexes (bytes on disk,
+//! their size limit) and the query API (latency per route). Served on the same `/metrics` as
+//! the data; [`crate::catalogue::COLLECTOR`] declares each for the dashboards and alerts.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +62,20 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+/// Labels of per-index metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IndexLabels {
+    /// `logs` or `spans`.
+    pub index: &'static str,
+}
+
+/// Labels of query metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// The route template (`/api/v1/logs/search`), never the raw path.
+    pub route: String,
+}
+
 /// Every metric of the collector itself.
 #[derive(Debug, Clone)]
 pub struct CollectorMetrics {
@@ -95,6 +111,14 @@ pub struct CollectorMetrics {
     pub sink_retries: Family<SinkLabels, Counter>,
     /// Seconds per sink write.
     pub sink_write_seconds: Family<SinkLabels, Histogram>,
+    /// The log's limit in bytes.
+    pub wal_max_bytes: Gauge,
+    /// Bytes on disk per index.
+    pub index_bytes: Family<IndexLabels, Gauge>,
+    /// The size limit of each index (its retention drops the oldest day past it).
+    pub index_max_bytes: Family<IndexLabels, Gauge>,
+    /// Seconds per query, by route.
+    pub query_seconds: Family<QueryLabels, Histogram>,
 }
 
 impl Default for CollectorMetrics {
@@ -119,6 +143,13 @@ impl Default for CollectorMetrics {
             sink_retries: Family::default(),
             sink_write_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+            }),
+            wal_max_bytes: Gauge::default(),
+            index_bytes: Family::default(),
+            index_max_bytes: Family::default(),
+            // 0.5 ms to about 30 s.
+            query_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 4.0, 9))
             }),
         }
     }
@@ -206,6 +237,26 @@ impl CollectorMetrics {
             "sink_write_seconds",
             "Duration of one sink write",
             self.sink_write_seconds.clone(),
+        );
+        registry.register(
+            "wal_max_bytes",
+            "The write-ahead log's limit; past it, requests are refused",
+            self.wal_max_bytes.clone(),
+        );
+        registry.register(
+            "index_bytes",
+            "Bytes on disk of the log or span index",
+            self.index_bytes.clone(),
+        );
+        registry.register(
+            "index_max_bytes",
+            "Size limit of the log or span index; retention drops the oldest days past it",
+            self.index_max_bytes.clone(),
+        );
+        registry.register(
+            "query_seconds",
+            "Duration of one query of the query API, by route",
+            self.query_seconds.clone(),
         );
     }
 

@@ -3,6 +3,7 @@
 //! assembles them, adds the middleware, and produces the OpenAPI document from the same
 //! route declarations (so the document cannot list a route that does not exist, or miss one).
 
+pub mod alerts;
 mod analyses;
 mod documents;
 mod error;
@@ -158,7 +159,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(analyses::routes())
         .merge(documents::routes())
         .merge(scores::routes())
-        .merge(tasks::routes());
+        .merge(tasks::routes())
+        .merge(alerts::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_v1)
         .merge(health::routes())

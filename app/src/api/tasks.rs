@@ -205,7 +205,7 @@ async fn list_jobs(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListJobs>,
 ) -> Result<Json<Page<Job>>, ApiError> {
-    caller.require(Action::DeletePatients)?;
+    caller.require(Action::Operate)?;
     let limit = validate_limit(query.limit)?;
     if let Some(status) = &query.status
         && !JOB_STATUSES.contains(&status.as_str())

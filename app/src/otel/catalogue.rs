@@ -6,7 +6,9 @@
 
 use std::sync::OnceLock;
 
-use telemetry::catalogue::{Counter, Gauge, Histogram, Meter, MetricDef, MetricKind};
+use telemetry::catalogue::{
+    Counter, Gauge, Histogram, Indicator, Meter, MetricDef, MetricKind, Slo,
+};
 
 /// Buckets for request and query durations, in seconds: 1 ms to 10 s.
 const LATENCY: &[f64] = &[
@@ -16,6 +18,51 @@ const LATENCY: &[f64] = &[
 const WORK: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// The API answers: 99.9 % of requests without a server error (5xx).
+pub const API_AVAILABILITY: Slo = Slo {
+    id: "api-availability",
+    description: "99.9% of API requests are answered without a server error (5xx).",
+    objective: 0.999,
+    events: &[],
+    indicator: Indicator::Errors {
+        label: "http.response.status_code",
+        bad: "5..",
+    },
+};
+
+/// The API answers reads fast: 99 % of GET requests within 20 ms (the bound of issue 6).
+pub const API_LATENCY: Slo = Slo {
+    id: "api-latency",
+    description: "99% of API reads (GET) are answered within 20 ms.",
+    objective: 0.99,
+    events: &[("http.request.method", "GET")],
+    indicator: Indicator::Latency { threshold: 0.02 },
+};
+
+/// Uploaded documents get analysed: 99 % of analysis jobs end completed, not dead.
+pub const ANALYSIS_AVAILABILITY: Slo = Slo {
+    id: "analysis-availability",
+    description: "99% of document analyses end with the document analysed, not dead after their last attempt.",
+    objective: 0.99,
+    events: &[
+        ("job.kind", crate::jobs::ANALYZE_DOCUMENT),
+        ("outcome", "completed|dead"),
+    ],
+    indicator: Indicator::Errors {
+        label: "outcome",
+        bad: "dead",
+    },
+};
+
+/// Uploaded documents get analysed fast: 99 % of analyses within 60 s.
+pub const ANALYSIS_LATENCY: Slo = Slo {
+    id: "analysis-latency",
+    description: "99% of document analyses (text extraction, classification, storing the values) finish within 60 s.",
+    objective: 0.99,
+    events: &[],
+    indicator: Indicator::Latency { threshold: 60.0 },
+};
 
 /// `http.server.request.duration`: every request the API answers.
 pub static HTTP_SERVER_REQUEST_DURATION: MetricDef = MetricDef {
@@ -28,7 +75,7 @@ pub static HTTP_SERVER_REQUEST_DURATION: MetricDef = MetricDef {
         "http.response.status_code",
     ],
     help: "Duration of HTTP requests the API answered, by route template, method and status.",
-    slo: "availability: 99.9% of requests answered without a 5xx; latency: 99% of reads within 20 ms",
+    slos: &[API_AVAILABILITY, API_LATENCY],
     buckets: LATENCY,
 };
 
@@ -39,7 +86,7 @@ pub static HTTP_SERVER_ACTIVE_REQUESTS: MetricDef = MetricDef {
     unit: "{request}",
     labels: &["http.request.method"],
     help: "Requests the API is serving now.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -55,7 +102,7 @@ pub static DB_CLIENT_OPERATION_DURATION: MetricDef = MetricDef {
         "outcome",
     ],
     help: "Duration of database calls by system, operation, table and outcome (ok, error, timeout, circuit_open).",
-    slo: "latency: 99% of database calls within 50 ms",
+    slos: &[],
     buckets: LATENCY,
 };
 
@@ -66,7 +113,7 @@ pub static JOB_DURATION: MetricDef = MetricDef {
     unit: "s",
     labels: &["job.kind", "outcome"],
     help: "Duration of one attempt of a background job by kind and outcome (completed, retry, dead).",
-    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    slos: &[ANALYSIS_AVAILABILITY],
     buckets: WORK,
 };
 
@@ -77,7 +124,7 @@ pub static JOB_RETRIES: MetricDef = MetricDef {
     unit: "{attempt}",
     labels: &["job.kind"],
     help: "Job attempts that failed and were scheduled again.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -88,7 +135,7 @@ pub static PATIENTS: MetricDef = MetricDef {
     unit: "{patient}",
     labels: &[],
     help: "Patients created.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -100,7 +147,7 @@ pub static DOCUMENT_PROCESSING: MetricDef = MetricDef {
     unit: "s",
     labels: &["outcome"],
     help: "Time to analyse one uploaded document (extract text, classify, store), by outcome.",
-    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    slos: &[ANALYSIS_LATENCY],
     buckets: WORK,
 };
 
@@ -112,7 +159,7 @@ pub static REPORT_GENERATION: MetricDef = MetricDef {
     unit: "s",
     labels: &[],
     help: "Time to generate one patient report: load the records, render the PDF, store it.",
-    slo: "freshness: 99% of reports ready within 30 s of the request",
+    slos: &[],
     buckets: WORK,
 };
 
@@ -123,7 +170,7 @@ pub static DB_CLIENT_CONNECTION_COUNT: MetricDef = MetricDef {
     unit: "{connection}",
     labels: &["db.system.name", "db.client.connection.state"],
     help: "Connections of the database pool, used and idle (sampled every few seconds).",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -134,7 +181,7 @@ pub static JOBS: MetricDef = MetricDef {
     unit: "{job}",
     labels: &["job.status"],
     help: "Jobs in the database by status; pending ones are the queue depth (sampled by the workers).",
-    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    slos: &[],
     buckets: &[],
 };
 
@@ -145,7 +192,7 @@ pub static JOBS_OLDEST_DUE_AGE: MetricDef = MetricDef {
     unit: "s",
     labels: &[],
     help: "How long the longest-waiting due job (pending, or failed and past its retry time) has waited; 0 when none (sampled by the workers).",
-    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    slos: &[],
     buckets: &[],
 };
 
@@ -156,7 +203,7 @@ pub static JOB_QUEUE_WAIT: MetricDef = MetricDef {
     unit: "s",
     labels: &["job.kind"],
     help: "Time from a job being due (queued, or its retry time) to a worker taking it.",
-    slo: "freshness: 99% of documents analysed within 60 s of upload",
+    slos: &[],
     buckets: WORK,
 };
 
@@ -167,7 +214,7 @@ pub static BREAKER_STATE: MetricDef = MetricDef {
     unit: "1",
     labels: &["dependency"],
     help: "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -178,7 +225,7 @@ pub static BREAKER_TRANSITIONS: MetricDef = MetricDef {
     unit: "{transition}",
     labels: &["dependency", "to"],
     help: "Circuit breaker state changes per dependency and new state.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -189,7 +236,7 @@ pub static CACHE_REQUESTS: MetricDef = MetricDef {
     unit: "{request}",
     labels: &["cache.result"],
     help: "Read-through cache lookups by result (hit, miss).",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -200,7 +247,7 @@ pub static RATE_LIMIT_REFUSALS: MetricDef = MetricDef {
     unit: "{request}",
     labels: &["limit"],
     help: "Requests answered 429 by a per-token rate limit, by limit.",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -211,7 +258,7 @@ pub static TELEMETRY_LOST: MetricDef = MetricDef {
     unit: "{item}",
     labels: &["signal", "reason"],
     help: "Spans, log records and metric exports lost on the way to the collector, by reason (queue_full, export_failed).",
-    slo: "",
+    slos: &[],
     buckets: &[],
 };
 
@@ -327,7 +374,13 @@ mod tests {
                 def.name
             );
             assert!(!def.prometheus_name().is_empty());
+            assert_eq!(def.problems(), Vec::<String>::new());
         }
+        let mut slos = std::collections::HashSet::new();
+        for slo in ALL.iter().flat_map(|def| def.slos) {
+            assert!(slos.insert(slo.id), "SLO {} declared twice", slo.id);
+        }
+        assert_eq!(slos.len(), 4, "API and analysis, availability and latency");
         assert_eq!(PATIENTS.prometheus_series(), "fertivision_patients_total");
         assert_eq!(
             DOCUMENT_PROCESSING.prometheus_name(),

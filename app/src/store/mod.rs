@@ -10,6 +10,7 @@
 //! concurrently after the writes that change its inputs, and a table in SQLite, maintained in
 //! the same transaction as those writes.
 
+mod alerts;
 mod analyses;
 mod documents;
 mod jobs;
@@ -29,6 +30,7 @@ use tracing::Instrument;
 
 use crate::resilience::{Breaker, BreakerConfig, Guarded};
 
+pub use alerts::{AlertNotification, KEEP_ALERT_NOTIFICATIONS, NewAlertNotification};
 pub use analyses::{Analysis, NewAnalysis};
 pub use documents::{Document, NewDocument};
 pub use jobs::{DocumentAnalysisEffect, Job, NewJob};
