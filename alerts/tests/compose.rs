@@ -36,7 +36,14 @@ fn docker_compose_accepts_the_deployment_and_mounts_the_generated_files() {
     run("docker-compose", &["-f", file, "config", "-q"]);
     run(
         "docker-compose",
-        &["-f", file, "--env-file", "compose/.env.example", "config", "-q"],
+        &[
+            "-f",
+            file,
+            "--env-file",
+            "compose/.env.example",
+            "config",
+            "-q",
+        ],
     );
     let resolved = run("docker-compose", &["-f", file, "config"]);
     let root = repo().canonicalize().expect("repo");
@@ -49,8 +56,19 @@ fn docker_compose_accepts_the_deployment_and_mounts_the_generated_files() {
         assert!(path.is_dir(), "{mounted} exists");
     }
     for service in [
-        "nginx", "app1", "app2", "app3", "worker1", "worker2", "postgres", "redis", "minio",
-        "collector", "prometheus", "alertmanager", "grafana",
+        "nginx",
+        "app1",
+        "app2",
+        "app3",
+        "worker1",
+        "worker2",
+        "postgres",
+        "redis",
+        "minio",
+        "collector",
+        "prometheus",
+        "alertmanager",
+        "grafana",
     ] {
         assert!(
             resolved.contains(&format!("\n  {service}:\n")),
@@ -61,9 +79,15 @@ fn docker_compose_accepts_the_deployment_and_mounts_the_generated_files() {
 
 #[test]
 fn promtool_and_amtool_accept_the_configurations() {
-    let out = run("promtool", &["check", "config", "compose/prometheus/prometheus.yml"]);
+    let out = run(
+        "promtool",
+        &["check", "config", "compose/prometheus/prometheus.yml"],
+    );
     assert!(out.contains("SUCCESS"), "{out}");
-    let out = run("amtool", &["check-config", "compose/alertmanager/alertmanager.yml"]);
+    let out = run(
+        "amtool",
+        &["check-config", "compose/alertmanager/alertmanager.yml"],
+    );
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
@@ -77,11 +101,20 @@ fn the_deployment_matches_what_the_alerts_and_dashboards_expect() {
         repo().join("compose/grafana/provisioning/datasources/datasources.yml"),
     )
     .unwrap();
-    assert!(datasources.contains("uid: prometheus"), "the dashboards' datasource uid");
-    assert!(datasources.contains("datasourceUid: traces"), "exemplars open traces");
+    assert!(
+        datasources.contains("uid: prometheus"),
+        "the dashboards' datasource uid"
+    );
+    assert!(
+        datasources.contains("datasourceUid: traces"),
+        "exemplars open traces"
+    );
     let alertmanager =
         std::fs::read_to_string(repo().join("compose/alertmanager/alertmanager.yml")).unwrap();
     assert!(alertmanager.contains("/api/v1/alerts/webhook"));
     let dockerfile = std::fs::read_to_string(repo().join("compose/Dockerfile")).unwrap();
-    assert!(dockerfile.contains("\nUSER 10001:10001\n"), "the image runs as non-root");
+    assert!(
+        dockerfile.contains("\nUSER 10001:10001\n"),
+        "the image runs as non-root"
+    );
 }
