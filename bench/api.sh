@@ -5,26 +5,38 @@
 #                                 # needs wrk (Debian package `wrk`)
 #
 # One collector on the default pipeline (redaction, Prometheus, profiles, log and span index)
-# runs throughout. For each mode, `fertivision serve` starts on a copy of the same SQLite
-# database (one admin token, one patient):
+# runs throughout. The modes are run in ROUNDS rounds, alternating (off, on, sampled,
+# profiling, off, on, ...), so that a drift of the shared machine spreads over all of them;
+# the summary gives each figure's median over the rounds. Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
 #   on         traces (all of them), logs and metrics exported to the collector, no profiling;
 #   sampled    the same with telemetry.trace_sample_ratio = 0.1;
 #   profiling  sampled, plus continuous CPU profiling (pprof at 99 Hz).
-# Then wrk, 2 threads and $CONNECTIONS connections, $DURATION seconds each:
-#   read   GET  /api/v1/patients/{id}
-#   write  POST /api/v1/patients/{id}/analyses/follicle (a JSON body; a row, a summary update)
+# Each mode starts `fertivision serve` on the database (a copy of the same SQLite file, or
+# with DATABASE_URL=postgres://... a PostgreSQL database, migrated first), then runs wrk,
+# 2 threads and $CONNECTIONS connections, $DURATION seconds each:
+#   read     GET  /api/v1/patients/{id}, as fast as it answers (closed loop);
+#   paced    the same, each connection waiting THINK_MS ms between its requests (wrk's
+#            `delay()`: 500 users at a steady pace, well below saturation), for the latency
+#            a user sees when the service is not overloaded;
+#   write    POST /api/v1/patients/{id}/analyses/follicle (a JSON body; a row, a summary
+#            update), closed loop.
 # Per-token rate limits are off (they would answer 429 long before the server's limit).
-# "CPU s" is the serve process's user + system time over the run (/proc/PID/stat); RSS is its
-# peak (VmHWM). wrk runs on the same 2 cores and competes for them.
+# "CPU s" is user + system time over the run (/proc/PID/stat) of the serve process and of the
+# collector; RSS is the serve process's peak (VmHWM). wrk, the collector and the API share the
+# machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/fertivision}
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-500}
+THINK_MS=${THINK_MS:-25}
+MODES=${MODES:-off on sampled profiling}
 API_PORT=${API_PORT:-18080}
 QUERY_PORT=${QUERY_PORT:-17070}
+DATABASE_URL=${DATABASE_URL:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fv-api-bench.XXXXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 TICKS=$(getconf CLK_TCK)
@@ -47,6 +59,7 @@ wait_port() {
 mkdir -p "$WORK/collector"
 FERTIVISION_COLLECTOR__QUERY_LISTEN="127.0.0.1:$QUERY_PORT" \
 RUST_LOG=warn "$BIN" collector --data-dir "$WORK/collector" 2> "$WORK/collector.log" &
+COLLECTOR=$!
 wait_port "$QUERY_PORT"
 wait_port 4317
 
@@ -54,6 +67,10 @@ wait_port 4317
 export FERTIVISION_LIMITS__ENABLED=false
 export FERTIVISION_TELEMETRY__PROFILE_ENDPOINT="http://127.0.0.1:$QUERY_PORT/ingest"
 export FERTIVISION_API__LISTEN="127.0.0.1:$API_PORT"
+if [ -n "$DATABASE_URL" ]; then
+    export FERTIVISION_DATABASE__URL="$DATABASE_URL"
+    FERTIVISION_TELEMETRY__ENABLED=false "$BIN" migrate --data-dir "$WORK/template" 2> /dev/null
+fi
 TOKEN=$(FERTIVISION_TELEMETRY__ENABLED=false "$BIN" token create --role admin --data-dir "$WORK/template" 2> /dev/null)
 FERTIVISION_TELEMETRY__ENABLED=false RUST_LOG=warn "$BIN" serve --data-dir "$WORK/template" 2> /dev/null &
 SETUP=$!
@@ -68,6 +85,9 @@ wrk.method = "POST"
 wrk.body = '{"ovary":"left","antral_follicle_count":9}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$WORK/paced.lua" <<LUA
+function delay() return $THINK_MS end
 LUA
 
 # wrk's summary as "req/s p50_ms p99_ms errors".
@@ -88,38 +108,63 @@ summary() {
     ' "$1"
 }
 
-echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | req per CPU-s | peak RSS MiB |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for mode in off on sampled profiling; do
-    data="$WORK/$mode"
-    cp -r "$WORK/template" "$data"
-    case $mode in
-        off) enabled=false; ratio=1.0; profiling=false ;;
-        on) enabled=true; ratio=1.0; profiling=false ;;
-        sampled) enabled=true; ratio=0.1; profiling=false ;;
-        profiling) enabled=true; ratio=0.1; profiling=true ;;
-    esac
-    FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
-    FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio \
-    RUST_LOG=warn "$BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
-    SERVE=$!
-    wait_port "$API_PORT"
-    wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
-        "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT" > /dev/null
-    for route in read write; do
-        if [ "$route" = read ]; then
-            args=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT")
-        else
-            args=(-s "$WORK/write.lua" "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT/analyses/follicle")
-        fi
-        before=$(cpu_seconds "$SERVE")
-        wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" > "$WORK/wrk-$mode-$route.txt"
-        cpu=$(awk -v a="$before" -v b="$(cpu_seconds "$SERVE")" 'BEGIN { printf "%.2f", b - a }')
-        read -r rps p50 p99 errors <<< "$(summary "$WORK/wrk-$mode-$route.txt")"
-        per_cpu=$(awk -v r="$rps" -v d="$DURATION" -v c="$cpu" 'BEGIN { printf "%.0f", r * d / c }')
-        echo "| $mode | $route | $rps | $p50 | $p99 | $errors | $cpu | $per_cpu | $(peak_rss_mib "$SERVE") |"
+RESULTS="$WORK/results.txt"
+echo "Each run (round mode route requests/s p50_ms p99_ms errors serve_cpu_s collector_cpu_s peak_rss_mib):"
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in $MODES; do
+        data="$WORK/$mode-$round"
+        cp -r "$WORK/template" "$data"
+        case $mode in
+            off) enabled=false; ratio=1.0; profiling=false ;;
+            on) enabled=true; ratio=1.0; profiling=false ;;
+            sampled) enabled=true; ratio=0.1; profiling=false ;;
+            profiling) enabled=true; ratio=0.1; profiling=true ;;
+            *) echo "unknown mode $mode" >&2; exit 1 ;;
+        esac
+        FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
+        FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio \
+        RUST_LOG=warn "$BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
+        SERVE=$!
+        wait_port "$API_PORT"
+        wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
+            "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT" > /dev/null
+        for route in read paced write; do
+            read_url="http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT"
+            case $route in
+                read) args=(-H "Authorization: Bearer $TOKEN" "$read_url") ;;
+                paced) args=(-s "$WORK/paced.lua" -H "Authorization: Bearer $TOKEN" "$read_url") ;;
+                write) args=(-s "$WORK/write.lua" "$read_url/analyses/follicle") ;;
+            esac
+            before=$(cpu_seconds "$SERVE")
+            collector_before=$(cpu_seconds "$COLLECTOR")
+            wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" > "$WORK/wrk.txt"
+            cpu=$(awk -v a="$before" -v b="$(cpu_seconds "$SERVE")" 'BEGIN { printf "%.2f", b - a }')
+            collector_cpu=$(awk -v a="$collector_before" -v b="$(cpu_seconds "$COLLECTOR")" 'BEGIN { printf "%.2f", b - a }')
+            line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE")"
+            echo "$line" | tee -a "$RESULTS"
+        done
+        kill -TERM "$SERVE"; wait "$SERVE" || true
     done
-    kill -TERM "$SERVE"; wait "$SERVE" || true
+done
+
+echo
+echo "Medians over $ROUNDS rounds, ${DURATION} s per run, $CONNECTIONS connections (paced: $THINK_MS ms between a connection's requests):"
+echo
+echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for mode in $MODES; do
+    for route in read paced write; do
+        awk -v m="$mode" -v r="$route" -v d="$DURATION" '
+            function median(a, n,   i, j, t) {
+                for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+                return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            }
+            $2 == m && $3 == r { n++; rps[n] = $4; p50[n] = $5; p99[n] = $6; err[n] = $7; cpu[n] = $8; per[n] = $4 * d / $8; col[n] = $9; rss[n] = $10 }
+            END {
+                if (n == 0) exit
+                printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n)
+            }' "$RESULTS"
+    done
 done
 lost=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^fertivision_telemetry_lost_total/ { s += $2 } END { print s + 0 }')
 echo

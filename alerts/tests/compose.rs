@@ -1,6 +1,8 @@
 //! The compose deployment (`compose/`) is checked by the tools that will run it: docker-compose
 //! validates the file (with the defaults and with `.env.example`), promtool the Prometheus
-//! configuration, amtool the Alertmanager configuration; and it wires in what the generators
+//! configuration, amtool the Alertmanager configuration, `nginx -t` the nginx configuration
+//! (adapted to loopback: Debian's nginx lacks `resolve`, and the app hosts exist only in
+//! compose's network); and it wires in what the generators
 //! produce: Prometheus loads `alerts/generated/rules`, Grafana `dashboards/generated`, the
 //! scrape job is the one the alerts name.
 
@@ -89,6 +91,37 @@ fn promtool_and_amtool_accept_the_configurations() {
         &["check-config", "compose/alertmanager/alertmanager.yml"],
     );
     assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn nginx_accepts_its_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        std::fs::read_to_string(repo().join("compose/nginx/nginx.conf")).expect("nginx.conf");
+    let adapted = text
+        .replace(" resolve;", ";")
+        .replace("app1:8080", "127.0.0.1:18081")
+        .replace("app2:8080", "127.0.0.1:18082")
+        .replace("app3:8080", "127.0.0.1:18083")
+        .replace("/var/log/nginx/", &format!("{}/", dir.path().display()))
+        .replace(
+            "/var/run/nginx.pid",
+            &format!("{}/nginx.pid", dir.path().display()),
+        );
+    assert!(text.contains("limit_req zone=fv_api"), "rate limits");
+    assert!(text.contains("gzip on;"), "gzip");
+    assert!(
+        text.contains("least_conn;") && text.contains("max_fails=3"),
+        "balancing, health"
+    );
+    assert!(
+        text.contains("listen 443 ssl;"),
+        "the TLS server, ready to enable"
+    );
+    let config = dir.path().join("nginx.conf");
+    std::fs::write(&config, adapted).expect("write");
+    let out = run("nginx", &["-t", "-c", &config.display().to_string()]);
+    assert!(out.contains("test is successful"), "{out}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! An alert from the generated rules, end to end, with the real tools: `fertivision up` exports
 //! its metrics to its collector; Debian's Prometheus scrapes the collector and evaluates
 //! `alerts/generated/rules/fertivision.rules.yml`; Debian's Alertmanager sends what fires to
-//! the platform's webhook receiver. The failure is induced: object storage is taken away, so
+//! the platform's webhook receiver. Their configurations are compose's
+//! (`compose/prometheus/prometheus.yml`, `compose/alertmanager/alertmanager.yml`), adapted to
+//! loopback and to a one-second pace. The failure is induced: object storage is taken away, so
 //! uploads answer 5xx and the API burns its availability budget. The alert is read back from
 //! `GET /api/v1/alerts` and from `fertivision alerts list`.
 
@@ -28,8 +30,18 @@ impl Drop for Processes {
     }
 }
 
-fn rules_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/generated/rules/fertivision.rules.yml")
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Compose's file with each `(from, to)` replaced; every `from` must be there.
+fn adapted(file: &str, replacements: &[(&str, String)]) -> String {
+    let mut text = std::fs::read_to_string(repo().join(file)).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{file} no longer has {from:?}");
+        text = text.replace(from, to);
+    }
+    text
 }
 
 fn spawn(program: &str, args: &[String], log: &Path) -> Child {
@@ -119,11 +131,22 @@ fn a_failing_dependency_fires_an_slo_alert_that_reaches_the_webhook() {
 
     // Prometheus scrapes the collector and evaluates the generated rules every second.
     let prometheus_yml = root.join("prometheus.yml");
+    let rules = repo().join("alerts/generated/rules");
     std::fs::write(
         &prometheus_yml,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{alertmanager}']\nscrape_configs:\n  - job_name: fertivision-collector\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{query}']\n",
-            rules_file().display()
+        adapted(
+            "compose/prometheus/prometheus.yml",
+            &[
+                ("scrape_interval: 15s", "scrape_interval: 1s".into()),
+                ("evaluation_interval: 15s", "evaluation_interval: 1s".into()),
+                (
+                    "/etc/prometheus/rules/*.yml",
+                    format!("{}/*.yml", rules.display()),
+                ),
+                ("collector:7070", format!("127.0.0.1:{query}")),
+                ("alertmanager:9093", format!("127.0.0.1:{alertmanager}")),
+                ("localhost:9090", format!("127.0.0.1:{prometheus}")),
+            ],
         ),
     )
     .unwrap();
@@ -137,11 +160,25 @@ fn a_failing_dependency_fires_an_slo_alert_that_reaches_the_webhook() {
         &root.join("prometheus.log"),
     ));
     // Alertmanager sends every alert at once to the platform's webhook, with its token.
+    let token_file = root.join("webhook_token");
+    std::fs::write(&token_file, WEBHOOK_TOKEN).unwrap();
     let alertmanager_yml = root.join("alertmanager.yml");
     std::fs::write(
         &alertmanager_yml,
-        format!(
-            "route:\n  receiver: platform\n  group_by: [alertname, job]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: platform\n    webhook_configs:\n      - url: http://127.0.0.1:{api}/api/v1/alerts/webhook\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials: {WEBHOOK_TOKEN}\n"
+        adapted(
+            "compose/alertmanager/alertmanager.yml",
+            &[
+                ("group_wait: 30s", "group_wait: 1s".into()),
+                ("group_interval: 5m", "group_interval: 1s".into()),
+                (
+                    "http://nginx/api/v1/alerts/webhook",
+                    format!("http://127.0.0.1:{api}/api/v1/alerts/webhook"),
+                ),
+                (
+                    "/alertmanager/webhook_token",
+                    token_file.display().to_string(),
+                ),
+            ],
         ),
     )
     .unwrap();
