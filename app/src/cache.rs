@@ -30,6 +30,8 @@ pub struct Cache {
 struct Inner {
     backend: Backend,
     ttl: Duration,
+    /// Deadline of a Redis lookup or fill: past it the database answers instead.
+    lookup_timeout: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
     local_generation: AtomicU64,
@@ -76,9 +78,15 @@ impl Cache {
         Self::with(Backend::Local(cache), ttl)
     }
 
-    /// In Redis, entries expiring after `ttl`.
-    pub fn redis(redis: Redis, ttl: Duration) -> Self {
-        Self::with(Backend::Redis(redis), ttl)
+    /// In Redis, entries expiring after `ttl`. A lookup or a fill gives up after
+    /// `lookup_timeout` (the read goes to the database); invalidations keep Redis' own command
+    /// timeout, since a lost one would leave a stale entry.
+    pub fn redis(redis: Redis, ttl: Duration, lookup_timeout: Duration) -> Self {
+        let mut cache = Self::with(Backend::Redis(redis), ttl);
+        if let Some(inner) = Arc::get_mut(&mut cache.inner) {
+            inner.lookup_timeout = lookup_timeout;
+        }
+        cache
     }
 
     fn with(backend: Backend, ttl: Duration) -> Self {
@@ -86,6 +94,7 @@ impl Cache {
             inner: Arc::new(Inner {
                 backend,
                 ttl,
+                lookup_timeout: Duration::ZERO,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 local_generation: AtomicU64::new(0),
@@ -128,7 +137,11 @@ impl Cache {
             Backend::Off => None,
             Backend::Local(cache) => cache.get(key).await,
             Backend::Redis(redis) => match redis
-                .command("GET", vec![redis.key(&format!("cache:{key}")).into()])
+                .command_within(
+                    "GET",
+                    vec![redis.key(&format!("cache:{key}")).into()],
+                    self.inner.lookup_timeout,
+                )
                 .await
             {
                 Ok(value) => value.as_bytes().map(Bytes::copy_from_slice),
@@ -148,7 +161,9 @@ impl Cache {
                     "PX".into(),
                     (self.inner.ttl.as_millis() as i64).into(),
                 ];
-                let _ = redis.command("SET", args).await;
+                let _ = redis
+                    .command_within("SET", args, self.inner.lookup_timeout)
+                    .await;
             }
         }
     }
@@ -179,7 +194,11 @@ impl Cache {
     pub async fn summary_generation(&self) -> u64 {
         match &self.inner.backend {
             Backend::Redis(redis) => redis
-                .command("GET", vec![redis.key("cache:summaries:generation").into()])
+                .command_within(
+                    "GET",
+                    vec![redis.key("cache:summaries:generation").into()],
+                    self.inner.lookup_timeout,
+                )
                 .await
                 .ok()
                 .and_then(|v| v.as_u64())

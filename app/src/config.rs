@@ -203,6 +203,9 @@ pub struct CacheConfig {
     pub ttl_secs: u64,
     /// Largest number of in-process entries.
     pub capacity: u64,
+    /// Milliseconds a Redis cache lookup or fill may take before the read goes to the
+    /// database instead (a cache slower than the database is no cache).
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -211,6 +214,7 @@ impl Default for CacheConfig {
             enabled: true,
             ttl_secs: 60,
             capacity: 10_000,
+            redis_timeout_ms: 100,
         }
     }
 }
@@ -517,6 +521,9 @@ impl Config {
             return invalid(
                 "telemetry.queue_size, batch_delay_ms, metrics_interval_ms and export_timeout_ms must be positive",
             );
+        }
+        if self.cache.redis_timeout_ms == 0 {
+            return invalid("cache.redis_timeout_ms must be positive");
         }
         if self.jobs.concurrency == 0 {
             return invalid("jobs.concurrency must be positive");

@@ -79,6 +79,17 @@ impl Redis {
         name: &'static str,
         args: Vec<Value>,
     ) -> Result<Value, RedisUnavailable> {
+        self.command_within(name, args, self.timeout).await
+    }
+
+    /// [`Redis::command`] with its own deadline (a cache lookup, which must not wait longer
+    /// than the database would).
+    pub async fn command_within(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, RedisUnavailable> {
         let call = self.client.custom::<Value, _>(
             CustomCommand::new_static(name, ClusterHash::FirstKey, false),
             args,
@@ -86,7 +97,7 @@ impl Redis {
         let span = redis_span(name);
         let outcome = match self
             .breaker
-            .call(self.timeout, call, |_| false)
+            .call(timeout, call, |_| false)
             .instrument(span.clone())
             .await
         {

@@ -113,7 +113,11 @@ impl Runtime {
         let ttl = Duration::from_secs(config.cache.ttl_secs);
         let cache = match (&redis, config.cache.enabled) {
             (_, false) => Cache::off(),
-            (Some(redis), true) => Cache::redis(redis.clone(), ttl),
+            (Some(redis), true) => Cache::redis(
+                redis.clone(),
+                ttl,
+                Duration::from_millis(config.cache.redis_timeout_ms),
+            ),
             (None, true) => Cache::local(config.cache.capacity, ttl),
         };
         let limits = Arc::new(RateLimits::new(config.limits.enabled, redis));

@@ -190,7 +190,7 @@ async fn limits_are_shared_through_redis_and_local_when_it_is_down() {
     assert!(local.check(token, Limit::GenerateReport).await.is_err());
 
     // And the cache is bypassed, not wrong: every read loads.
-    let cache = Cache::redis(down, Duration::from_secs(60));
+    let cache = Cache::redis(down, Duration::from_secs(60), Duration::from_millis(100));
     for expected in 1..=3u32 {
         let value = cache
             .get_or_load("k", async { Ok::<_, ()>(expected) })

@@ -1,6 +1,7 @@
 //! The platform as the chaos scenarios run it: a collector on its default pipeline, and
 //! `fertivision serve` and `fertivision worker` on a fresh PostgreSQL database and a Redis key
-//! prefix of their own, both reached through [`FaultProxy`]s, exporting their telemetry to the
+//! prefix of their own, reached through [`FaultProxy`]s (one to PostgreSQL for the API, one
+//! for the worker, one to Redis), exporting their telemetry to the
 //! collector. Everything is stopped, and the database dropped, when the [`Platform`] is
 //! dropped.
 //!
@@ -62,13 +63,19 @@ pub struct Platform {
     pub query: String,
     /// An admin token.
     pub token: String,
-    /// Between the platform and PostgreSQL.
+    /// Between the API and PostgreSQL.
     pub postgres: FaultProxy,
+    /// Between the worker and PostgreSQL (so a scenario can slow the worker alone).
+    pub worker_postgres: FaultProxy,
     /// Between the platform and Redis.
     pub redis: FaultProxy,
     /// An HTTP client for the scenarios.
     pub http: reqwest::Client,
     children: Vec<(&'static str, Child)>,
+    /// How `serve` and `worker` are started, to start them again.
+    binary: PathBuf,
+    app_env: Vec<(String, String)>,
+    worker_database_url: String,
     admin_url: String,
     database: String,
     dir: tempfile::TempDir,
@@ -84,6 +91,7 @@ impl Platform {
         let redis_url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let postgres = FaultProxy::start(address_of(&admin_url, 5432)?).await?;
+        let worker_postgres = FaultProxy::start(address_of(&admin_url, 5432)?).await?;
         let redis = FaultProxy::start(address_of(&redis_url, 6379)?).await?;
         let suffix: String = (0..12)
             .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
@@ -92,6 +100,8 @@ impl Platform {
         psql(&admin_url, &format!("CREATE DATABASE {database}"))?;
         let direct_url = with_database(&admin_url, &database, None)?;
         let proxied_url = with_database(&admin_url, &database, Some(postgres.address()))?;
+        let worker_database_url =
+            with_database(&admin_url, &database, Some(worker_postgres.address()))?;
         let dir = tempfile::tempdir()?;
         let [grpc, otlp_http, query, api] = free_ports::<4>();
 
@@ -100,11 +110,15 @@ impl Platform {
             query: format!("http://127.0.0.1:{query}"),
             token: String::new(),
             postgres,
+            worker_postgres,
             redis,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
             children: Vec::new(),
+            binary: binary.clone(),
+            app_env: Vec::new(),
+            worker_database_url,
             admin_url,
             database,
             dir,
@@ -194,16 +208,9 @@ impl Platform {
             );
         }
         platform.token = String::from_utf8(token.stdout)?.trim().to_owned();
-        let serve = command(&["serve"])
-            .stdout(Stdio::null())
-            .stderr(File::create(root.join("serve.log"))?)
-            .spawn()?;
-        platform.children.push(("serve", serve));
-        let worker = command(&["worker", "--concurrency", "2"])
-            .stdout(Stdio::null())
-            .stderr(File::create(root.join("worker.log"))?)
-            .spawn()?;
-        platform.children.push(("worker", worker));
+        platform.app_env = app_env;
+        platform.spawn("serve")?;
+        platform.spawn("worker")?;
         platform
             .wait_for("the API to be ready", Duration::from_secs(60), || async {
                 platform
@@ -215,6 +222,40 @@ impl Platform {
             })
             .await?;
         Ok(platform)
+    }
+
+    /// Starts `serve` or `worker` (again), its stderr appended to `<name>.log`.
+    pub fn spawn(&mut self, name: &'static str) -> anyhow::Result<()> {
+        let args: &[&str] = match name {
+            "serve" => &["serve"],
+            "worker" => &["worker", "--concurrency", "2"],
+            other => bail!("no process {other}"),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("app"))
+            .envs(self.app_env.iter().map(|(k, v)| (k, v)));
+        if name == "worker" {
+            command.env("FERTIVISION_DATABASE__URL", &self.worker_database_url);
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn()?;
+        self.children.push((name, child));
+        Ok(())
+    }
+
+    /// SIGKILLs every process called `name` and forgets it.
+    pub fn kill(&mut self, name: &str) {
+        for (_, child) in self.children.iter_mut().filter(|(n, _)| *n == name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.retain(|(n, _)| *n != name);
     }
 
     /// Polls `probe` every 100 ms until it holds; how long that took, or an error after
@@ -263,6 +304,35 @@ impl Platform {
                 (status, started.elapsed(), text)
             }
             Err(_) => (0, started.elapsed(), String::new()),
+        }
+    }
+
+    /// Uploads `bytes` as a plain-text lab report of `patient`: status and body.
+    pub async fn upload(&self, patient: &str, filename: &str, bytes: &[u8]) -> (u16, String) {
+        let boundary = "chaos-upload-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"document_type\"\r\n\r\nlab_report\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let sent = self
+            .http
+            .post(format!("{}/api/v1/patients/{patient}/documents", self.api))
+            .bearer_auth(&self.token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
         }
     }
 

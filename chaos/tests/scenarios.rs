@@ -1,4 +1,5 @@
-//! The chaos scenarios against the real binaries, PostgreSQL and Redis; each prints its table
+//! The chaos scenarios against the real binaries, PostgreSQL and Redis (PostgreSQL slow, down
+//! and back; Redis down for 30 s; a worker SIGKILLed mid-run); each prints its table
 //! of expectations, observed values and verdicts. Then the suite proves it can tell a broken
 //! platform from a working one: the PostgreSQL scenario again with the database breaker
 //! disabled must fail its fail-fast bound.
@@ -17,6 +18,8 @@ use reqwest::Method;
 use serde_json::json;
 
 const POSTGRES: &str = "postgres slow, down, back";
+const REDIS: &str = "redis down 30 s";
+const WORKER: &str = "worker SIGKILLed mid-run";
 const FAIL_FAST: &str = "writes fail fast while the breaker is open: p99 < 250 ms";
 
 /// The settings the scenario runs the platform with: a call to PostgreSQL times out after 1 s
@@ -266,6 +269,291 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
     );
 }
 
+/// Redis (cache, job stream) goes away for 30 s while reads, writes and an upload go on.
+async fn redis_down(report: &mut Report) {
+    let platform = Arc::new(Platform::start(&[]).await.expect("the platform starts"));
+    let (status, _, body) = platform
+        .call(
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"name": "Chaos Redis", "date_of_birth": "1985-07-21", "sex": "female"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    let read_path = format!("/api/v1/patients/{patient}");
+    let write_path = format!("/api/v1/patients/{patient}/analyses/follicle");
+    let (status, _, _) = platform.call(Method::GET, &read_path, None).await;
+    assert_eq!(status, 200);
+
+    // Reads and writes all through the outage: (is a read, status, latency).
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(bool, u16, Duration)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (platform, seen, stop) = (Arc::clone(&platform), Arc::clone(&seen), Arc::clone(&stop));
+        let (read_path, write_path) = (read_path.clone(), write_path.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, took, _) = platform.call(Method::GET, &read_path, None).await;
+                seen.lock().unwrap().push((true, status, took));
+                let (status, took, _) = platform
+                    .call(
+                        Method::POST,
+                        &write_path,
+                        Some(json!({"ovary": "right", "antral_follicle_count": 7})),
+                    )
+                    .await;
+                seen.lock().unwrap().push((false, status, took));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    platform.redis.set(Faults::down());
+    let outage = Instant::now();
+    let breaker = [("job", "fertivision-api"), ("dependency", "redis")];
+    let opened = platform
+        .wait_for("the redis breaker to open", Duration::from_secs(15), || {
+            let platform = Arc::clone(&platform);
+            async move {
+                platform
+                    .metric("fertivision_breaker_state_ratio", &breaker)
+                    .await
+                    == Some(2.0)
+            }
+        })
+        .await;
+    report.check(
+        REDIS,
+        "the redis breaker opens within 15 s",
+        opened
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        opened.is_ok(),
+    );
+    let (uploaded, body) = platform
+        .upload(&patient, "lab.txt", b"AMH 1.9 ng/mL\nFSH 6.1 mIU/mL\n")
+        .await;
+    let document = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    report.check(
+        REDIS,
+        "an upload during the outage is accepted (202)",
+        format!("status {uploaded}"),
+        uploaded == 202 && document.is_some(),
+    );
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    let during: Vec<(bool, u16, Duration)> = seen.lock().unwrap().drain(..).collect();
+    platform.redis.normal();
+
+    let mut reads: Vec<Duration> = during.iter().filter(|s| s.0).map(|s| s.2).collect();
+    let reads_ok = during.iter().filter(|s| s.0 && s.1 == 200).count();
+    let writes = during.iter().filter(|s| !s.0).count();
+    let writes_ok = during.iter().filter(|s| !s.0 && s.1 == 201).count();
+    let read_p99 = p99(&mut reads);
+    report.check(
+        REDIS,
+        "reads keep answering without the cache: all 200, p99 < 250 ms",
+        format!("{reads_ok}/{} 200, p99 {}", reads.len(), ms(read_p99)),
+        !reads.is_empty() && reads_ok == reads.len() && read_p99 < Duration::from_millis(250),
+    );
+    report.check(
+        REDIS,
+        "writes keep answering: all 201",
+        format!("{writes_ok}/{writes} 201"),
+        writes > 0 && writes_ok == writes,
+    );
+
+    let closed = platform
+        .wait_for(
+            "the redis breaker to close",
+            Duration::from_secs(20),
+            || {
+                let platform = Arc::clone(&platform);
+                async move {
+                    platform
+                        .metric("fertivision_breaker_state_ratio", &breaker)
+                        .await
+                        == Some(0.0)
+                }
+            },
+        )
+        .await;
+    report.check(
+        REDIS,
+        "it closes within 20 s of Redis coming back",
+        closed
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        closed.is_ok(),
+    );
+    let analysed = match &document {
+        Some(id) => {
+            platform
+                .wait_for("the document's analysis", Duration::from_secs(30), || {
+                    let platform = Arc::clone(&platform);
+                    let path = format!("/api/v1/documents/{id}");
+                    async move {
+                        let (_, _, body) = platform.call(Method::GET, &path, None).await;
+                        body.contains("\"analysis_status\":\"completed\"")
+                    }
+                })
+                .await
+        }
+        None => Err(anyhow::anyhow!("no document")),
+    };
+    report.check(
+        REDIS,
+        "the job queued during the outage is analysed, at the latest 30 s after Redis is back",
+        analysed
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        analysed.is_ok(),
+    );
+    let logged = platform
+        .wait_for("the redis breaker's logs", Duration::from_secs(10), || {
+            let platform = Arc::clone(&platform);
+            async move {
+                platform
+                    .log_hits("\"circuit breaker state change\" AND attributes.dependency:redis")
+                    .await
+                    >= 2
+            }
+        })
+        .await;
+    report.check(
+        REDIS,
+        "the redis breaker's state changes are in the log search within 10 s",
+        logged
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        logged.is_ok(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.await;
+}
+
+/// The worker is SIGKILLed while it works through a batch of uploads, then started again.
+async fn worker_killed(report: &mut Report) {
+    let mut platform = Platform::start(&[
+        // A lease lost with its worker is taken over after 3 s (and the stream entry after 4 s),
+        // not the production 2 minutes.
+        ("FERTIVISION_JOBS__LEASE_SECS", "3"),
+        ("FERTIVISION_JOBS__RECLAIM_IDLE_MS", "4000"),
+    ])
+    .await
+    .expect("the platform starts");
+    let (status, _, body) = platform
+        .call(
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"name": "Chaos Worker", "date_of_birth": "1991-11-05", "sex": "female"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    const DOCUMENTS: usize = 30;
+    // The worker's database calls take 0.4 s more each way: its jobs last seconds, and the
+    // SIGKILL lands while some run.
+    platform
+        .worker_postgres
+        .set(Faults::slow(Duration::from_millis(400), Duration::ZERO));
+    let mut documents = Vec::new();
+    for i in 0..DOCUMENTS {
+        let text =
+            format!("Lab report {i}\nAMH 2.{i} ng/mL\nFSH 5.{i} mIU/mL\nEstradiol 4{i} pg/mL\n");
+        let (status, body) = platform.upload(&patient, "lab.txt", text.as_bytes()).await;
+        assert_eq!(status, 202, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        documents.push(id);
+    }
+    // Let it take jobs, then kill it in the middle of them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    platform.kill("worker");
+    platform.worker_postgres.normal();
+    report.check(
+        WORKER,
+        "uploads are accepted while the worker is slow",
+        format!("{} of {DOCUMENTS} accepted", documents.len()),
+        documents.len() == DOCUMENTS,
+    );
+    platform.spawn("worker").expect("the worker starts again");
+    let done = platform
+        .wait_for("every document analysed", Duration::from_secs(60), || {
+            let platform = &platform;
+            let documents = &documents;
+            async move {
+                for id in documents {
+                    let (_, _, body) = platform
+                        .call(Method::GET, &format!("/api/v1/documents/{id}"), None)
+                        .await;
+                    if !body.contains("\"analysis_status\":\"completed\"") {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+    report.check(
+        WORKER,
+        "every accepted document is analysed within 60 s of the worker's restart",
+        done.as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        done.is_ok(),
+    );
+    // Each job completed once: one completed job per document, none dead.
+    let jobs = |status: &'static str| {
+        let platform = &platform;
+        async move {
+            let (_, _, body) = platform
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/jobs?status={status}&limit=200"),
+                    None,
+                )
+                .await;
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v["items"].as_array().map(|items| {
+                        items
+                            .iter()
+                            .filter(|j| j["kind"] == "analyze_document")
+                            .map(|j| j["attempts"].as_i64().unwrap_or(0))
+                            .collect::<Vec<i64>>()
+                    })
+                })
+                .unwrap_or_default()
+        }
+    };
+    let completed = jobs("completed").await;
+    let dead = jobs("dead").await;
+    let retried = completed.iter().filter(|a| **a > 1).count();
+    report.check(
+        WORKER,
+        "each document's job completed exactly once, none dead",
+        format!(
+            "{} completed ({retried} after a lost attempt), {} dead",
+            completed.len(),
+            dead.len()
+        ),
+        completed.len() == DOCUMENTS && dead.is_empty(),
+    );
+    report.check(
+        WORKER,
+        "the SIGKILL interrupted at least one running job, which another attempt finished",
+        format!("{retried} finished after a lost attempt"),
+        retried >= 1,
+    );
+}
+
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -274,6 +562,8 @@ fn main() -> ExitCode {
     let (working, broken) = runtime.block_on(async {
         let mut working = Report::new();
         postgres_slow_down_back(&mut working, &[]).await;
+        redis_down(&mut working).await;
+        worker_killed(&mut working).await;
         let mut broken = Report::new();
         postgres_slow_down_back(
             &mut broken,
