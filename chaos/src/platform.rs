@@ -382,6 +382,11 @@ impl Platform {
         body["hits"].as_array().map_or(0, Vec::len)
     }
 
+    /// The object storage directory of `serve` and `worker` (local storage).
+    pub fn objects_dir(&self) -> PathBuf {
+        self.dir.path().join("app").join("objects")
+    }
+
     /// Where the processes' stderr goes (`serve.log`, `worker.log`, `collector.log`).
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))

@@ -1,5 +1,6 @@
 //! The chaos scenarios against the real binaries, PostgreSQL and Redis (PostgreSQL slow, down
-//! and back; Redis down for 30 s; a worker SIGKILLed mid-run); each prints its table
+//! and back; Redis down for 30 s; a worker SIGKILLed mid-run; object storage failing); each
+//! prints its table
 //! of expectations, observed values and verdicts. Then the suite proves it can tell a broken
 //! platform from a working one: the PostgreSQL scenario again with the database breaker
 //! disabled must fail its fail-fast bound.
@@ -20,6 +21,7 @@ use serde_json::json;
 const POSTGRES: &str = "postgres slow, down, back";
 const REDIS: &str = "redis down 30 s";
 const WORKER: &str = "worker SIGKILLed mid-run";
+const OBJECTS: &str = "object storage failing";
 const FAIL_FAST: &str = "writes fail fast while the breaker is open: p99 < 250 ms";
 
 /// The settings the scenario runs the platform with: a call to PostgreSQL times out after 1 s
@@ -554,6 +556,156 @@ async fn worker_killed(report: &mut Report) {
     );
 }
 
+/// Object storage fails (its directory replaced by a file), then comes back.
+async fn object_storage_failing(report: &mut Report) {
+    let platform = Arc::new(Platform::start(&[]).await.expect("the platform starts"));
+    let (status, _, body) = platform
+        .call(
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"name": "Chaos Objects", "date_of_birth": "1990-02-14", "sex": "female"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    let read_path = format!("/api/v1/patients/{patient}");
+    let report_text = b"AMH 2.2 ng/mL\nFSH 5.8 mIU/mL\n";
+    let (status, _) = platform.upload(&patient, "before.txt", report_text).await;
+    assert_eq!(status, 202);
+
+    // The directory is moved away (its objects kept for later) and a file put in its place.
+    let objects = platform.objects_dir();
+    let away = objects.with_extension("away");
+    std::fs::rename(&objects, &away).expect("move the objects directory away");
+    std::fs::write(&objects, b"object storage is gone").expect("a file in its place");
+    let breaker = [("job", "fertivision-api"), ("dependency", "object_storage")];
+    let opened = platform
+        .wait_for(
+            "the object storage breaker to open",
+            Duration::from_secs(15),
+            || {
+                let platform = Arc::clone(&platform);
+                let patient = patient.clone();
+                async move {
+                    let _ = platform
+                        .upload(&patient, "during.txt", b"AMH 1.0 ng/mL\n")
+                        .await;
+                    platform
+                        .metric("fertivision_breaker_state_ratio", &breaker)
+                        .await
+                        == Some(2.0)
+                }
+            },
+        )
+        .await;
+    report.check(
+        OBJECTS,
+        "the object storage breaker opens within 15 s",
+        opened
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        opened.is_ok(),
+    );
+    let mut latencies = Vec::new();
+    let mut unavailable = 0;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (status, _) = platform
+            .upload(&patient, "during.txt", b"AMH 1.0 ng/mL\n")
+            .await;
+        latencies.push(started.elapsed());
+        if status == 503 {
+            unavailable += 1;
+        }
+    }
+    let upload_p99 = p99(&mut latencies);
+    report.check(
+        OBJECTS,
+        "uploads fail fast while it is open: 503, p99 < 250 ms",
+        format!("{unavailable}/10 answered 503, p99 {}", ms(upload_p99)),
+        unavailable == 10 && upload_p99 < Duration::from_millis(250),
+    );
+    let (read, read_took, _) = platform.call(Method::GET, &read_path, None).await;
+    report.check(
+        OBJECTS,
+        "what needs no object storage still answers: a patient read 200 within 250 ms",
+        format!("{read} in {}", ms(read_took)),
+        read == 200 && read_took < Duration::from_millis(250),
+    );
+
+    std::fs::remove_file(&objects).expect("remove the file");
+    std::fs::rename(&away, &objects).expect("the directory back");
+    let closed = platform
+        .wait_for(
+            "the object storage breaker to close",
+            Duration::from_secs(20),
+            || {
+                let platform = Arc::clone(&platform);
+                let patient = patient.clone();
+                async move {
+                    let _ = platform
+                        .upload(&patient, "after.txt", b"AMH 3.0 ng/mL\n")
+                        .await;
+                    platform
+                        .metric("fertivision_breaker_state_ratio", &breaker)
+                        .await
+                        == Some(0.0)
+                }
+            },
+        )
+        .await;
+    report.check(
+        OBJECTS,
+        "it closes within 20 s of object storage coming back",
+        closed
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        closed.is_ok(),
+    );
+    // Nothing half-written: every document listed has its content.
+    let (status, _, body) = platform
+        .call(
+            Method::GET,
+            &format!("/api/v1/patients/{patient}/documents?limit=200"),
+            None,
+        )
+        .await;
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v["items"].as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    let mut readable = 0;
+    for id in &ids {
+        let (status, _, _) = platform
+            .call(
+                Method::GET,
+                &format!("/api/v1/documents/{id}/content"),
+                None,
+            )
+            .await;
+        if status == 200 {
+            readable += 1;
+        }
+    }
+    report.check(
+        OBJECTS,
+        "no failed upload left a document behind: every listed document has its content",
+        format!(
+            "{readable} of {} listed readable (status {status})",
+            ids.len()
+        ),
+        status == 200 && !ids.is_empty() && readable == ids.len(),
+    );
+}
+
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -564,6 +716,7 @@ fn main() -> ExitCode {
         postgres_slow_down_back(&mut working, &[]).await;
         redis_down(&mut working).await;
         worker_killed(&mut working).await;
+        object_storage_failing(&mut working).await;
         let mut broken = Report::new();
         postgres_slow_down_back(
             &mut broken,
