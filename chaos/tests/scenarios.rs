@@ -42,6 +42,27 @@ fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
+/// How long a wait took, or why it gave up.
+fn took(waited: &anyhow::Result<Duration>) -> String {
+    waited
+        .as_ref()
+        .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+/// A new patient's id.
+async fn new_patient(platform: &Platform, name: &str) -> String {
+    let (status, _, body) = platform
+        .call(
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({"name": name, "date_of_birth": "1988-03-02", "sex": "female"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
+    patient["id"].as_str().unwrap().to_owned()
+}
+
 /// PostgreSQL gets 2 s slower, then goes away, then comes back, while writes keep coming.
 async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
     let settings: Vec<(&str, &str)> = POSTGRES_SETTINGS.iter().chain(extra).copied().collect();
@@ -50,16 +71,7 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
             .await
             .expect("the platform starts"),
     );
-    let (status, _, body) = platform
-        .call(
-            Method::POST,
-            "/api/v1/patients",
-            Some(json!({"name": "Chaos Patient", "date_of_birth": "1988-03-02", "sex": "female"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let patient = patient["id"].as_str().unwrap().to_owned();
+    let patient = new_patient(&platform, "Chaos Patient").await;
     let write_path = format!("/api/v1/patients/{patient}/analyses/follicle");
     let read_path = format!("/api/v1/patients/{patient}");
     let analysis = json!({"ovary": "left", "antral_follicle_count": 9});
@@ -125,9 +137,7 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
     report.check(
         POSTGRES,
         "the database breaker opens within 15 s (fertivision_breaker_state_ratio = 2)",
-        opened
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&opened),
         opened.is_ok(),
     );
 
@@ -193,9 +203,7 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
     report.check(
         POSTGRES,
         "it closes within 20 s of PostgreSQL coming back",
-        closed
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&closed),
         closed.is_ok(),
     );
     let transitions = |to: &'static str| {
@@ -239,9 +247,7 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
     report.check(
         POSTGRES,
         "the breaker's state changes are in the log search within 10 s",
-        searchable
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&searchable),
         searchable.is_ok(),
     );
 
@@ -274,16 +280,7 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
 /// Redis (cache, job stream) goes away for 30 s while reads, writes and an upload go on.
 async fn redis_down(report: &mut Report) {
     let platform = Arc::new(Platform::start(&[]).await.expect("the platform starts"));
-    let (status, _, body) = platform
-        .call(
-            Method::POST,
-            "/api/v1/patients",
-            Some(json!({"name": "Chaos Redis", "date_of_birth": "1985-07-21", "sex": "female"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let patient = patient["id"].as_str().unwrap().to_owned();
+    let patient = new_patient(&platform, "Chaos Redis").await;
     let read_path = format!("/api/v1/patients/{patient}");
     let write_path = format!("/api/v1/patients/{patient}/analyses/follicle");
     let (status, _, _) = platform.call(Method::GET, &read_path, None).await;
@@ -329,9 +326,7 @@ async fn redis_down(report: &mut Report) {
     report.check(
         REDIS,
         "the redis breaker opens within 15 s",
-        opened
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&opened),
         opened.is_ok(),
     );
     let (uploaded, body) = platform
@@ -386,9 +381,7 @@ async fn redis_down(report: &mut Report) {
     report.check(
         REDIS,
         "it closes within 20 s of Redis coming back",
-        closed
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&closed),
         closed.is_ok(),
     );
     let analysed = match &document {
@@ -409,9 +402,7 @@ async fn redis_down(report: &mut Report) {
     report.check(
         REDIS,
         "the job queued during the outage is analysed, at the latest 30 s after Redis is back",
-        analysed
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&analysed),
         analysed.is_ok(),
     );
     let logged = platform
@@ -428,9 +419,7 @@ async fn redis_down(report: &mut Report) {
     report.check(
         REDIS,
         "the redis breaker's state changes are in the log search within 10 s",
-        logged
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&logged),
         logged.is_ok(),
     );
     stop.store(true, Ordering::Relaxed);
@@ -447,16 +436,7 @@ async fn worker_killed(report: &mut Report) {
     ])
     .await
     .expect("the platform starts");
-    let (status, _, body) = platform
-        .call(
-            Method::POST,
-            "/api/v1/patients",
-            Some(json!({"name": "Chaos Worker", "date_of_birth": "1991-11-05", "sex": "female"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let patient = patient["id"].as_str().unwrap().to_owned();
+    let patient = new_patient(&platform, "Chaos Worker").await;
     const DOCUMENTS: usize = 30;
     // The worker's database calls take 0.4 s more each way: its jobs last seconds, and the
     // SIGKILL lands while some run.
@@ -506,8 +486,7 @@ async fn worker_killed(report: &mut Report) {
     report.check(
         WORKER,
         "every accepted document is analysed within 60 s of the worker's restart",
-        done.as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&done),
         done.is_ok(),
     );
     // Each job completed once: one completed job per document, none dead.
@@ -559,16 +538,7 @@ async fn worker_killed(report: &mut Report) {
 /// Object storage fails (its directory replaced by a file), then comes back.
 async fn object_storage_failing(report: &mut Report) {
     let platform = Arc::new(Platform::start(&[]).await.expect("the platform starts"));
-    let (status, _, body) = platform
-        .call(
-            Method::POST,
-            "/api/v1/patients",
-            Some(json!({"name": "Chaos Objects", "date_of_birth": "1990-02-14", "sex": "female"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let patient: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let patient = patient["id"].as_str().unwrap().to_owned();
+    let patient = new_patient(&platform, "Chaos Objects").await;
     let read_path = format!("/api/v1/patients/{patient}");
     let report_text = b"AMH 2.2 ng/mL\nFSH 5.8 mIU/mL\n";
     let (status, _) = platform.upload(&patient, "before.txt", report_text).await;
@@ -602,9 +572,7 @@ async fn object_storage_failing(report: &mut Report) {
     report.check(
         OBJECTS,
         "the object storage breaker opens within 15 s",
-        opened
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&opened),
         opened.is_ok(),
     );
     let mut latencies = Vec::new();
@@ -658,9 +626,7 @@ async fn object_storage_failing(report: &mut Report) {
     report.check(
         OBJECTS,
         "it closes within 20 s of object storage coming back",
-        closed
-            .as_ref()
-            .map_or_else(|e| e.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        took(&closed),
         closed.is_ok(),
     );
     // Nothing half-written: every document listed has its content.
