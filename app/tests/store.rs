@@ -273,3 +273,52 @@ store_test!(summary_kind_matches_backend, |store: Store| async move {
     assert_eq!(is_view, store.backend_name() == "postgresql");
     store.ping().await.unwrap();
 });
+
+store_test!(
+    alert_notifications_newest_first_by_status,
+    |store: Store| async move {
+        use chrono::{Duration, Utc};
+        use fertivision::store::NewAlertNotification;
+        let started = Utc::now() - Duration::minutes(10);
+        let alert = |name: &str, status: &str, ended: bool| NewAlertNotification {
+            alertname: name.to_owned(),
+            status: status.to_owned(),
+            severity: "page".to_owned(),
+            fingerprint: format!("fp-{name}"),
+            starts_at: started,
+            ends_at: ended.then(Utc::now),
+            labels: json!({"alertname": name, "job": "fertivision-api"}).to_string(),
+            annotations: json!({"summary": "s"}).to_string(),
+            receiver: "platform".to_owned(),
+        };
+        store
+            .insert_alert_notifications(&[alert("A", "firing", false), alert("B", "firing", false)])
+            .await
+            .unwrap();
+        store
+            .insert_alert_notifications(&[alert("A", "resolved", true)])
+            .await
+            .unwrap();
+        let all = store.list_alert_notifications(10, None).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].alertname, "A");
+        assert_eq!(all[0].status, "resolved");
+        assert!(all[0].ends_at.is_some());
+        assert!(all[0].received_at >= all[2].received_at);
+        let firing = store
+            .list_alert_notifications(10, Some("firing"))
+            .await
+            .unwrap();
+        assert_eq!(firing.len(), 2);
+        assert!(
+            firing
+                .iter()
+                .all(|a| a.status == "firing" && a.ends_at.is_none())
+        );
+        let one = store.list_alert_notifications(1, None).await.unwrap();
+        assert_eq!(one.len(), 1);
+        let labels: serde_json::Value = serde_json::from_str(&one[0].labels).unwrap();
+        assert_eq!(labels["job"], "fertivision-api");
+        assert_eq!(one[0].starts_at.timestamp(), started.timestamp());
+    }
+);
