@@ -66,7 +66,7 @@ pub struct CacheStats {
 impl Cache {
     /// No caching at all.
     pub fn off() -> Self {
-        Self::with(Backend::Off, Duration::ZERO)
+        Self::with(Backend::Off, Duration::ZERO, Duration::ZERO)
     }
 
     /// In-process, at most `capacity` entries, each kept at most `ttl`.
@@ -75,26 +75,22 @@ impl Cache {
             .max_capacity(capacity)
             .time_to_live(ttl)
             .build();
-        Self::with(Backend::Local(cache), ttl)
+        Self::with(Backend::Local(cache), ttl, Duration::ZERO)
     }
 
     /// In Redis, entries expiring after `ttl`. A lookup or a fill gives up after
     /// `lookup_timeout` (the read goes to the database); invalidations keep Redis' own command
     /// timeout, since a lost one would leave a stale entry.
     pub fn redis(redis: Redis, ttl: Duration, lookup_timeout: Duration) -> Self {
-        let mut cache = Self::with(Backend::Redis(redis), ttl);
-        if let Some(inner) = Arc::get_mut(&mut cache.inner) {
-            inner.lookup_timeout = lookup_timeout;
-        }
-        cache
+        Self::with(Backend::Redis(redis), ttl, lookup_timeout)
     }
 
-    fn with(backend: Backend, ttl: Duration) -> Self {
+    fn with(backend: Backend, ttl: Duration, lookup_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
                 ttl,
-                lookup_timeout: Duration::ZERO,
+                lookup_timeout,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 local_generation: AtomicU64::new(0),

@@ -365,6 +365,16 @@ impl Platform {
             .reduce(f64::max)
     }
 
+    /// The API's breaker for `dependency` as its metric shows it now: 0 closed, 1 half-open,
+    /// 2 open (`None` before its first transition).
+    pub async fn api_breaker(&self, dependency: &str) -> Option<f64> {
+        self.metric(
+            "fertivision_breaker_state_ratio",
+            &[("job", "fertivision-api"), ("dependency", dependency)],
+        )
+        .await
+    }
+
     /// How many log records of the last 15 minutes match `query` in the collector's index.
     pub async fn log_hits(&self, query: &str) -> usize {
         let Ok(response) = self

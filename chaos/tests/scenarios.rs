@@ -109,17 +109,11 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
         healthy_writes > 0,
     );
 
-    let breaker = [("job", "fertivision-api"), ("dependency", "database")];
     let state_is = |level: f64| {
         let platform = Arc::clone(&platform);
         move || {
             let platform = Arc::clone(&platform);
-            async move {
-                platform
-                    .metric("fertivision_breaker_state_ratio", &breaker)
-                    .await
-                    == Some(level)
-            }
+            async move { platform.api_breaker("database").await == Some(level) }
         }
     };
 
@@ -311,16 +305,10 @@ async fn redis_down(report: &mut Report) {
 
     platform.redis.set(Faults::down());
     let outage = Instant::now();
-    let breaker = [("job", "fertivision-api"), ("dependency", "redis")];
     let opened = platform
         .wait_for("the redis breaker to open", Duration::from_secs(15), || {
             let platform = Arc::clone(&platform);
-            async move {
-                platform
-                    .metric("fertivision_breaker_state_ratio", &breaker)
-                    .await
-                    == Some(2.0)
-            }
+            async move { platform.api_breaker("redis").await == Some(2.0) }
         })
         .await;
     report.check(
@@ -369,12 +357,7 @@ async fn redis_down(report: &mut Report) {
             Duration::from_secs(20),
             || {
                 let platform = Arc::clone(&platform);
-                async move {
-                    platform
-                        .metric("fertivision_breaker_state_ratio", &breaker)
-                        .await
-                        == Some(0.0)
-                }
+                async move { platform.api_breaker("redis").await == Some(0.0) }
             },
         )
         .await;
@@ -549,7 +532,6 @@ async fn object_storage_failing(report: &mut Report) {
     let away = objects.with_extension("away");
     std::fs::rename(&objects, &away).expect("move the objects directory away");
     std::fs::write(&objects, b"object storage is gone").expect("a file in its place");
-    let breaker = [("job", "fertivision-api"), ("dependency", "object_storage")];
     let opened = platform
         .wait_for(
             "the object storage breaker to open",
@@ -561,10 +543,7 @@ async fn object_storage_failing(report: &mut Report) {
                     let _ = platform
                         .upload(&patient, "during.txt", b"AMH 1.0 ng/mL\n")
                         .await;
-                    platform
-                        .metric("fertivision_breaker_state_ratio", &breaker)
-                        .await
-                        == Some(2.0)
+                    platform.api_breaker("object_storage").await == Some(2.0)
                 }
             },
         )
@@ -615,10 +594,7 @@ async fn object_storage_failing(report: &mut Report) {
                     let _ = platform
                         .upload(&patient, "after.txt", b"AMH 3.0 ng/mL\n")
                         .await;
-                    platform
-                        .metric("fertivision_breaker_state_ratio", &breaker)
-                        .await
-                        == Some(0.0)
+                    platform.api_breaker("object_storage").await == Some(0.0)
                 }
             },
         )

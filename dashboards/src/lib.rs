@@ -193,7 +193,7 @@ pub fn burn_rates(defs: &[&MetricDef]) -> Option<Panel> {
                 format!(
                     "slo:error_ratio:rate1h{{slo=\"{}\", job=~\"$job\"}} / {}",
                     slo.id,
-                    number(slo.budget())
+                    slo.budget()
                 ),
                 format!("{} {{{{job}}}}", slo.id),
             )
@@ -225,10 +225,6 @@ pub fn burn_rates(defs: &[&MetricDef]) -> Option<Panel> {
         queries,
         exemplars: false,
     })
-}
-
-fn number(value: f64) -> String {
-    format!("{}", (value * 1e9).round() / 1e9)
 }
 
 /// The dashboard as Grafana's JSON model.

@@ -190,9 +190,10 @@ pub enum Indicator {
 }
 
 impl Slo {
-    /// The error budget: the fraction of events allowed to be bad.
+    /// The error budget: the fraction of events allowed to be bad, without float noise
+    /// (`0.001` for 99.9 %, not `0.0010000000000000009`), as rules and panels write it.
     pub fn budget(&self) -> f64 {
-        1.0 - self.objective
+        ((1.0 - self.objective) * 1e9).round() / 1e9
     }
 }
 
