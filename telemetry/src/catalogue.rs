@@ -621,7 +621,7 @@ pub mod collector {
         Counter,
         "{request}",
         ["signal", "reason"],
-        "Requests refused whole, by signal and reason (log_full, too_large, unavailable, busy)."
+        "Requests refused whole, by signal and reason (log_full, disk_full, too_large, unavailable, busy)."
     );
     collector_metric!(
         MALFORMED_REQUESTS,

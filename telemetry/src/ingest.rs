@@ -273,6 +273,9 @@ impl Ingest {
                     AppendError::Full { retry_after } => {
                         ("log_full", IngestError::Full { retry_after })
                     }
+                    AppendError::NoSpace { retry_after } => {
+                        ("disk_full", IngestError::Full { retry_after })
+                    }
                     AppendError::TooLarge { .. } => ("too_large", IngestError::TooLarge),
                     other => {
                         tracing::error!(error = %other, "write-ahead log append failed");

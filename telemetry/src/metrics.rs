@@ -51,7 +51,8 @@ pub struct SignalLabels {
 pub struct RefusalLabels {
     /// The signal.
     pub signal: SignalLabel,
-    /// `log_full`, `too_large`, `unavailable`, or `busy` (too many requests in flight).
+    /// `log_full`, `disk_full` (the log's disk), `too_large`, `unavailable`, or `busy` (too many
+    /// requests in flight).
     pub reason: &'static str,
 }
 

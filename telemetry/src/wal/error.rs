@@ -65,6 +65,13 @@ pub enum AppendError {
         /// `WalConfig::max_record_bytes`.
         max: usize,
     },
+    /// The disk is full: nothing of the record was written, and the log goes on. Push back
+    /// like [`AppendError::Full`]; the append may succeed once space is freed.
+    #[error("the wal's disk is full, retry after {retry_after:?}")]
+    NoSpace {
+        /// A suggestion for the client's next attempt.
+        retry_after: Duration,
+    },
     /// A write or sync failed. After this the log accepts no more appends (a failed fsync
     /// leaves the page cache in an unknown state); reopening recovers what was synced.
     #[error("wal write failed: {0}")]

@@ -7,10 +7,11 @@
 //! load one `fdatasync` acknowledges many records.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
@@ -22,6 +23,10 @@ use super::state::Shared;
 
 /// Most bytes of frames written before one sync; more queued appends wait for the next batch.
 const MAX_BATCH_BYTES: u64 = 16 << 20;
+
+/// What [`AppendError::NoSpace`] suggests as the client's wait: space comes back when a sink's
+/// commit lets a segment go, or when an operator frees some.
+const NO_SPACE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// One record on its way to the writer.
 #[derive(Debug)]
@@ -105,24 +110,58 @@ impl Writer {
                         let _ = request.reply.send(Ok(Lsn(lsn)));
                     }
                 }
-                Err(error) => return self.fail(error, batch, requests),
+                Err(BatchError::NoSpace(error)) => self.refuse(&error, &mut batch),
+                Err(BatchError::Failed(error)) => return self.fail(error, batch, requests),
             }
         }
     }
 
     /// Writes and syncs a batch; returns the LSN of its first record.
-    fn write_batch(&mut self, batch: &[AppendRequest]) -> io::Result<Lsn> {
+    ///
+    /// A full disk while writing into the active segment is not the end of the log: the
+    /// segment is cut back to where the batch began and the batch refused
+    /// ([`BatchError::NoSpace`]), so the next batch starts on a clean frame boundary. A full
+    /// disk anywhere else (a sync, starting a segment after part of the batch is synced) fails
+    /// the log as any other error does.
+    fn write_batch(&mut self, batch: &[AppendRequest]) -> Result<Lsn, BatchError> {
         let first_lsn = self.next_lsn;
+        let (start_segment, start_len) = (self.active.first_lsn, self.active.len);
+        match self.write_frames(batch) {
+            Ok(()) => Ok(first_lsn),
+            Err(WriteError::Write(error))
+                if is_no_space(&error)
+                    && self.active.first_lsn == start_segment
+                    && self.active.len == start_len =>
+            {
+                self.buf.clear();
+                self.next_lsn = first_lsn;
+                self.active
+                    .file
+                    .set_len(start_len)
+                    .map_err(BatchError::Failed)?;
+                self.active
+                    .file
+                    .seek(SeekFrom::Start(start_len))
+                    .map_err(BatchError::Failed)?;
+                Err(BatchError::NoSpace(error))
+            }
+            Err(WriteError::Write(error) | WriteError::Other(error)) => {
+                Err(BatchError::Failed(error))
+            }
+        }
+    }
+
+    fn write_frames(&mut self, batch: &[AppendRequest]) -> Result<(), WriteError> {
         let segment_bytes = self.shared.config.effective_segment_bytes();
         let mut sealed = Vec::new();
         for request in batch {
             let used = self.active.len + self.buf.len() as u64;
             if used > SEGMENT_HEADER_LEN && used + frame_len(request.payload.len()) > segment_bytes
             {
-                self.flush()?;
-                self.sync()?;
+                self.flush().map_err(WriteError::Other)?;
+                self.sync().map_err(WriteError::Other)?;
                 sealed.push((self.active.first_lsn, self.active.len));
-                self.roll()?;
+                self.roll().map_err(WriteError::Other)?;
             }
             encode_frame(
                 &mut self.buf,
@@ -132,8 +171,8 @@ impl Writer {
             );
             self.next_lsn = self.next_lsn.next();
         }
-        self.flush()?;
-        self.sync()?;
+        self.flush().map_err(WriteError::Write)?;
+        self.sync().map_err(WriteError::Other)?;
 
         let last_lsn = Lsn(self.next_lsn.0 - 1);
         {
@@ -150,9 +189,11 @@ impl Writer {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         // After the shared view is updated, so a woken reader finds the new records.
         self.durable.send_replace(last_lsn);
-        Ok(first_lsn)
+        Ok(())
     }
 
+    /// Writes the encoded frames; on an error the segment's length is unchanged (the file may
+    /// hold part of them past it).
     fn flush(&mut self) -> io::Result<()> {
         self.active.file.write_all(&self.buf)?;
         self.active.len += self.buf.len() as u64;
@@ -185,6 +226,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Answers a batch that did not fit on the disk: nothing of it is in the log, its bytes go
+    /// back to the size budget, and the appenders may send it again.
+    fn refuse(&self, error: &io::Error, batch: &mut Vec<AppendRequest>) {
+        let bytes: u64 = batch.iter().map(|r| frame_len(r.payload.len())).sum();
+        self.shared.release_retained(bytes);
+        tracing::warn!(%error, records = batch.len(), "wal disk full, batch refused");
+        for request in batch.drain(..) {
+            let _ = request.reply.send(Err(AppendError::NoSpace {
+                retry_after: NO_SPACE_RETRY_AFTER,
+            }));
+        }
+    }
+
     /// After a failed write or sync nothing more is accepted: what the page cache holds is no
     /// longer known (a failed fsync may have dropped dirty pages), and reopening the log
     /// recovers exactly what reached the disk.
@@ -203,4 +257,27 @@ impl Writer {
             let _ = request.reply.send(Err(AppendError::Io(error.clone())));
         }
     }
+}
+
+/// Why a batch was not written.
+enum BatchError {
+    /// The disk is full; the segment is back where the batch began and the log goes on.
+    NoSpace(io::Error),
+    /// Anything else: the log accepts no more appends.
+    Failed(io::Error),
+}
+
+/// Where writing a batch failed: writing the last frames into the active segment (which can be
+/// undone), or elsewhere (which cannot).
+enum WriteError {
+    Write(io::Error),
+    Other(io::Error),
+}
+
+/// `ENOSPC` (and `EDQUOT`, a full quota, which is the same thing to the log).
+fn is_no_space(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
