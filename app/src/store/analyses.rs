@@ -70,7 +70,7 @@ impl Store {
             tx.commit().await?;
             Ok(analysis)
         })?;
-        self.after_summary_input_changed().await?;
+        self.summary_input_changed();
         Ok(analysis)
     }
 

@@ -126,7 +126,7 @@ impl Store {
             tx.commit().await?;
             Ok((document, job))
         })?;
-        self.after_summary_input_changed().await?;
+        self.summary_input_changed();
         Ok(inserted)
     }
 

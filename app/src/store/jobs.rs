@@ -454,7 +454,7 @@ impl Store {
             Ok::<bool, StoreError>(true)
         })?;
         if applied {
-            self.after_summary_input_changed().await?;
+            self.summary_refreshed().await?;
         }
         Ok(applied)
     }

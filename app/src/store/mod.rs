@@ -340,21 +340,41 @@ impl Store {
         }
     }
 
-    /// Called after a committed write that changed an input of the patient summary.
-    /// PostgreSQL: refresh the materialized view (coalesced across concurrent writers).
+    /// Called on the request path after a committed write that changed an input of the
+    /// patient summary. PostgreSQL: a refresh of the materialized view starts in the
+    /// background (coalesced across writers), so the write's answer does not wait for a
+    /// refresh of the whole view; the next summary read in this process waits for it.
     /// SQLite: nothing, the write maintained the table in its own transaction.
-    async fn after_summary_input_changed(&self) -> StoreResult<()> {
+    fn summary_input_changed(&self) {
+        if let Backend::Postgres(pool) = &self.backend {
+            self.summary_refresh.start(pool.clone());
+        }
+    }
+
+    /// Like [`Store::summary_input_changed`], but returns once the refresh has ended, so a
+    /// summary read in any process afterwards sees the write. For the workers: their jobs are
+    /// not waited on by a client, and a job is done once its effect is visible.
+    async fn summary_refreshed(&self) -> StoreResult<()> {
         if let Backend::Postgres(pool) = &self.backend {
             self.summary_refresh.refresh(pool).await?;
         }
         Ok(())
     }
+
+    /// Waits for the refreshes this process started: a client reads its own writes in the
+    /// summary (those it made through this instance).
+    async fn summary_settled(&self) -> StoreResult<()> {
+        if let Backend::Postgres(pool) = &self.backend {
+            self.summary_refresh.settle(pool).await?;
+        }
+        Ok(())
+    }
 }
 
-/// Coalesces refreshes of the PostgreSQL materialized view: a writer that asks while a refresh
-/// is running waits for the next one, and that next one serves every writer that asked before
-/// it started. A writer never returns before a refresh that began after its commit has ended,
-/// so a client reads its own writes in the summary.
+/// Coalesces refreshes of the PostgreSQL materialized view. Every change takes a ticket; one
+/// refresh runs at a time, and when it starts it covers every ticket taken before. A caller
+/// waiting for its ticket either finds it covered by a refresh that has ended or runs the next
+/// refresh itself, so N concurrent writers cause about two refreshes, not N.
 #[derive(Debug, Default)]
 struct SummaryRefresh {
     requested: AtomicU64,
@@ -362,8 +382,31 @@ struct SummaryRefresh {
 }
 
 impl SummaryRefresh {
+    /// Takes a ticket and waits until a refresh that began after it has ended.
     async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.run_until(ticket, pool).await
+    }
+
+    /// Takes a ticket and leaves the refresh to a task. A failure is logged; the ticket stays
+    /// uncovered, so the next summary read runs the refresh again (and reports its error).
+    fn start(self: &Arc<Self>, pool: PgPool) {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = this.run_until(ticket, &pool).await {
+                tracing::warn!(%error, "patient summary refresh failed; the next summary read retries it");
+            }
+        });
+    }
+
+    /// Waits until every ticket taken so far is covered.
+    async fn settle(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let ticket = self.requested.load(Ordering::SeqCst);
+        self.run_until(ticket, pool).await
+    }
+
+    async fn run_until(&self, ticket: u64, pool: &PgPool) -> Result<(), sqlx::Error> {
         let mut completed = self.completed.lock().await;
         if *completed >= ticket {
             return Ok(());

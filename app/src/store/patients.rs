@@ -98,7 +98,7 @@ impl Store {
             tx.commit().await?;
             Ok(patient)
         })?;
-        self.after_summary_input_changed().await?;
+        self.summary_input_changed();
         Ok(patient)
     }
 
@@ -198,7 +198,7 @@ impl Store {
             tx.commit().await?;
             Ok(keys)
         })?;
-        self.after_summary_input_changed().await?;
+        self.summary_input_changed();
         Ok(keys)
     }
 }

@@ -56,6 +56,7 @@ impl Store {
         limit: i64,
         cursor: Option<Uuid>,
     ) -> StoreResult<Vec<PatientSummary>> {
+        self.summary_settled().await?;
         on_backend!(read self, ("SELECT", "patient_summaries"), |pool, _pg| {
             Ok(sqlx::query_as(
                 "SELECT patient_id, document_count, completed_analyses, latest_score, latest_band,
