@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tracing::Instrument;
 
 use crate::resilience::{Breaker, BreakerConfig, Guarded};
@@ -98,6 +98,10 @@ pub enum StoreError {
     /// The database's circuit breaker is open: calls fail fast until it may be probed again.
     #[error("database circuit open; retry in {0:?}")]
     CircuitOpen(Duration),
+    /// The refresh of the patient summary view failed (its error is logged); a summary read
+    /// cannot promise the caller's writes are in it.
+    #[error("the patient summary could not be refreshed")]
+    RefreshFailed,
 }
 
 impl StoreError {
@@ -105,7 +109,7 @@ impl StoreError {
     /// an error): these trip the breaker and become 503 with Retry-After.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Timeout(_) | StoreError::CircuitOpen(_) => true,
+            StoreError::Timeout(_) | StoreError::CircuitOpen(_) | StoreError::RefreshFailed => true,
             StoreError::Database(e) => matches!(
                 e,
                 sqlx::Error::PoolTimedOut
@@ -208,6 +212,16 @@ impl Store {
         connect: PgConnectOptions,
         options: &StoreOptions,
     ) -> StoreResult<Self> {
+        // A call cut off by its timeout in the middle of `BEGIN` can leave its connection in
+        // a transaction the pool does not know about; the next statements on it would then
+        // hold their locks forever (the chaos of a write benchmark found one holding the
+        // summary view's). PostgreSQL ends such a session once it has idled in a transaction
+        // for twice the call timeout: no call of ours leaves a transaction idle that long.
+        let idle_limit = (2 * options.call_timeout).as_millis().max(1000);
+        let connect = connect.options([(
+            "idle_in_transaction_session_timeout",
+            format!("{idle_limit}ms"),
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -347,7 +361,7 @@ impl Store {
     /// SQLite: nothing, the write maintained the table in its own transaction.
     fn summary_input_changed(&self) {
         if let Backend::Postgres(pool) = &self.backend {
-            self.summary_refresh.start(pool.clone());
+            self.summary_refresh.start(pool);
         }
     }
 
@@ -356,7 +370,8 @@ impl Store {
     /// not waited on by a client, and a job is done once its effect is visible.
     async fn summary_refreshed(&self) -> StoreResult<()> {
         if let Backend::Postgres(pool) = &self.backend {
-            self.summary_refresh.refresh(pool).await?;
+            let ticket = self.summary_refresh.start(pool);
+            self.summary_refresh.wait(ticket, pool).await?;
         }
         Ok(())
     }
@@ -365,59 +380,122 @@ impl Store {
     /// summary (those it made through this instance).
     async fn summary_settled(&self) -> StoreResult<()> {
         if let Backend::Postgres(pool) = &self.backend {
-            self.summary_refresh.settle(pool).await?;
+            let ticket = self.summary_refresh.requested.load(Ordering::SeqCst);
+            self.summary_refresh.wait(ticket, pool).await?;
         }
         Ok(())
     }
 }
 
+/// A refresh of the summary view waits at most 10 s for its lock (another refresh, in another
+/// process, holds it while it runs) and runs at most 60 s; then it fails, and the next change
+/// or read tries again.
+const SUMMARY_REFRESH_LIMITS: [&str; 2] = [
+    "SET LOCAL lock_timeout = '10s'",
+    "SET LOCAL statement_timeout = '60s'",
+];
+
 /// Coalesces refreshes of the PostgreSQL materialized view. Every change takes a ticket; one
-/// refresh runs at a time, and when it starts it covers every ticket taken before. A caller
-/// waiting for its ticket either finds it covered by a refresh that has ended or runs the next
-/// refresh itself, so N concurrent writers cause about two refreshes, not N.
-#[derive(Debug, Default)]
+/// refresh runs at a time, and when it starts it covers every ticket taken before, so N
+/// concurrent writers cause about two refreshes, not N. Refreshes run in tasks of their own:
+/// a caller that stops waiting (its request timed out) never cuts one off halfway.
+#[derive(Debug)]
 struct SummaryRefresh {
     requested: AtomicU64,
-    completed: Mutex<u64>,
+    /// Serializes the refreshes of this process.
+    running: Mutex<()>,
+    progress: watch::Sender<RefreshProgress>,
+}
+
+/// The highest tickets covered by a refresh that ended, and by one that failed; how many
+/// failed.
+#[derive(Debug, Clone, Copy, Default)]
+struct RefreshProgress {
+    done: u64,
+    failed: u64,
+    failures: u64,
+}
+
+impl Default for SummaryRefresh {
+    fn default() -> Self {
+        Self {
+            requested: AtomicU64::new(0),
+            running: Mutex::new(()),
+            progress: watch::Sender::new(RefreshProgress::default()),
+        }
+    }
 }
 
 impl SummaryRefresh {
-    /// Takes a ticket and waits until a refresh that began after it has ended.
-    async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    /// Takes a ticket and starts a task that refreshes unless a refresh has covered it.
+    fn start(self: &Arc<Self>, pool: &PgPool) -> u64 {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        self.run_until(ticket, pool).await
+        self.spawn_until(ticket, pool);
+        ticket
     }
 
-    /// Takes a ticket and leaves the refresh to a task. A failure is logged; the ticket stays
-    /// uncovered, so the next summary read runs the refresh again (and reports its error).
-    fn start(self: &Arc<Self>, pool: PgPool) {
-        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(error) = this.run_until(ticket, &pool).await {
-                tracing::warn!(%error, "patient summary refresh failed; the next summary read retries it");
-            }
-        });
+    fn spawn_until(self: &Arc<Self>, ticket: u64, pool: &PgPool) {
+        let (this, pool) = (Arc::clone(self), pool.clone());
+        tokio::spawn(async move { this.run_until(ticket, &pool).await });
     }
 
-    /// Waits until every ticket taken so far is covered.
-    async fn settle(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let ticket = self.requested.load(Ordering::SeqCst);
-        self.run_until(ticket, pool).await
-    }
-
-    async fn run_until(&self, ticket: u64, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let mut completed = self.completed.lock().await;
-        if *completed >= ticket {
+    /// Waits until a refresh covering `ticket` has ended. Fails if a refresh that covered it
+    /// fails while this waits; a ticket that an earlier failure left uncovered gets a new
+    /// attempt first.
+    async fn wait(self: &Arc<Self>, ticket: u64, pool: &PgPool) -> StoreResult<()> {
+        let mut updates = self.progress.subscribe();
+        let start = *updates.borrow_and_update();
+        if start.done >= ticket {
             return Ok(());
         }
-        let covers = self.requested.load(Ordering::SeqCst);
-        sqlx::query("REFRESH MATERIALIZED VIEW CONCURRENTLY patient_summaries")
-            .execute(pool)
-            .await?;
-        *completed = covers;
-        Ok(())
+        if start.failed >= ticket {
+            self.spawn_until(ticket, pool);
+        }
+        loop {
+            if updates.changed().await.is_err() {
+                return Err(StoreError::RefreshFailed);
+            }
+            let now = *updates.borrow_and_update();
+            if now.done >= ticket {
+                return Ok(());
+            }
+            if now.failed >= ticket && now.failures > start.failures {
+                return Err(StoreError::RefreshFailed);
+            }
+        }
     }
+
+    async fn run_until(&self, ticket: u64, pool: &PgPool) {
+        let _running = self.running.lock().await;
+        if self.progress.borrow().done >= ticket {
+            return;
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        match refresh_summaries(pool).await {
+            Ok(()) => self.progress.send_modify(|p| p.done = p.done.max(covers)),
+            Err(error) => {
+                tracing::warn!(%error, "patient summary refresh failed; the next change or summary read tries again");
+                self.progress.send_modify(|p| {
+                    p.failed = p.failed.max(covers);
+                    p.failures += 1;
+                });
+            }
+        }
+    }
+}
+
+/// One refresh, in a transaction of its own with server-side limits on its lock wait and
+/// its run time (a limit that PostgreSQL enforces leaves the connection clean; a client-side
+/// timeout would cut the statement off mid-flight).
+async fn refresh_summaries(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for limit in SUMMARY_REFRESH_LIMITS {
+        sqlx::query(limit).execute(&mut *tx).await?;
+    }
+    sqlx::query("REFRESH MATERIALIZED VIEW CONCURRENTLY patient_summaries")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// What a store call does, for its span and metric: the SQL verb and the main table.
@@ -449,4 +527,44 @@ pub const MAX_PAGE: i64 = 200;
 /// Clamps a requested page size to `1..=MAX_PAGE` (default 50).
 pub fn page_size(limit: Option<u32>) -> i64 {
     limit.map_or(50, |l| i64::from(l).clamp(1, MAX_PAGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PostgreSQL at `DATABASE_URL` (CI starts it; a test that cannot reach it fails).
+    async fn postgres(call_timeout: Duration) -> Store {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let options = StoreOptions {
+            call_timeout,
+            ..StoreOptions::default()
+        };
+        Store::from_pg_options(PgConnectOptions::from_str(&url).unwrap(), &options)
+            .await
+            .expect("PostgreSQL at DATABASE_URL answers")
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_idle_ends_with_its_session() {
+        let store = postgres(Duration::from_millis(600)).await;
+        let Backend::Postgres(pool) = &store.backend else {
+            unreachable!("a PostgreSQL store");
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        let limit: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(limit, "1200ms", "twice the call timeout");
+        // What a call cancelled in the middle of BEGIN leaves behind: a transaction the pool
+        // does not know about. The server ends it (and its locks) with the session.
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(
+            sqlx::query("SELECT 1").execute(&mut *conn).await.is_err(),
+            "the session outlived its idle transaction"
+        );
+    }
 }
