@@ -19,8 +19,9 @@
 #   paced    the same, each connection waiting THINK_MS ms between its requests (wrk's
 #            `delay()`: 500 users at a steady pace, well below saturation), for the latency
 #            a user sees when the service is not overloaded;
-#   write    POST /api/v1/patients/{id}/analyses/follicle (a JSON body; a row, a summary
-#            update), closed loop.
+#   write    POST /api/v1/patients/{id}/analyses/follicle (a JSON body: a row and the
+#            patient's score in one transaction, then the summary's refresh), closed loop,
+#            each request to one of $PATIENTS patients at random.
 # Per-token rate limits are off (they would answer 429 long before the server's limit).
 # "CPU s" is user + system time over the run (/proc/PID/stat) of the serve process and of the
 # collector; RSS is the serve process's peak (VmHWM). wrk, the collector and the API share the
@@ -33,6 +34,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-500}
 THINK_MS=${THINK_MS:-25}
+PATIENTS=${PATIENTS:-1000}
 MODES=${MODES:-off on sampled profiling}
 API_PORT=${API_PORT:-18080}
 QUERY_PORT=${QUERY_PORT:-17070}
@@ -75,17 +77,33 @@ TOKEN=$(FERTIVISION_TELEMETRY__ENABLED=false "$BIN" token create --role admin --
 FERTIVISION_TELEMETRY__ENABLED=false RUST_LOG=warn "$BIN" serve --data-dir "$WORK/template" 2> /dev/null &
 SETUP=$!
 wait_port "$API_PORT"
-PATIENT=$(curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    -d '{"name":"Bench Patient","date_of_birth":"1990-01-01","sex":"female"}' \
-    "http://127.0.0.1:$API_PORT/api/v1/patients" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+new_patient() {
+    curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"Bench Patient $1\",\"date_of_birth\":\"1990-01-01\",\"sex\":\"female\"}" \
+        "http://127.0.0.1:$API_PORT/api/v1/patients" | sed 's/.*"id":"\([^"]*\)".*/\1/'
+}
+PATIENT=$(new_patient 0)
+# Writes go to $PATIENTS patients at random, as a clinic's do: each write recomputes its
+# patient's score from all of that patient's analyses, so one patient taking every write
+# would measure a patient with tens of thousands of analyses.
+for i in $(seq 1 "$PATIENTS"); do echo "\"$(new_patient "$i")\","; done > "$WORK/patients.lua"
 kill -TERM "$SETUP"; wait "$SETUP" || true
 
-cat > "$WORK/write.lua" <<LUA
+{
+    echo "local patients = {"
+    cat "$WORK/patients.lua"
+    echo "}"
+    cat <<LUA
 wrk.method = "POST"
 wrk.body = '{"ovary":"left","antral_follicle_count":9}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
+request = function()
+    local id = patients[math.random(#patients)]
+    return wrk.format(nil, "/api/v1/patients/" .. id .. "/analyses/follicle")
+end
 LUA
+} > "$WORK/write.lua"
 cat > "$WORK/paced.lua" <<LUA
 function delay() return $THINK_MS end
 LUA
@@ -133,7 +151,7 @@ for round in $(seq 1 "$ROUNDS"); do
             case $route in
                 read) args=(-H "Authorization: Bearer $TOKEN" "$read_url") ;;
                 paced) args=(-s "$WORK/paced.lua" -H "Authorization: Bearer $TOKEN" "$read_url") ;;
-                write) args=(-s "$WORK/write.lua" "$read_url/analyses/follicle") ;;
+                write) args=(-s "$WORK/write.lua" "http://127.0.0.1:$API_PORT") ;;
             esac
             before=$(cpu_seconds "$SERVE")
             collector_before=$(cpu_seconds "$COLLECTOR")
