@@ -597,6 +597,20 @@ impl Platform {
             .reduce(f64::max)
     }
 
+    /// Waits until the largest series of `name` with `labels` is above `floor`.
+    pub async fn metric_above(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        floor: f64,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        self.wait_for(&format!("{name} above {floor}"), limit, || async {
+            self.metric(name, labels).await.is_some_and(|v| v > floor)
+        })
+        .await
+    }
+
     /// The API's breaker for `dependency` as its metric shows it now: 0 closed, 1 half-open,
     /// 2 open (`None` before its first transition).
     pub async fn api_breaker(&self, dependency: &str) -> Option<f64> {

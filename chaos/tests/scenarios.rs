@@ -839,6 +839,49 @@ fn reads_between(seen: &Seen, from: Instant, to: Instant) -> (usize, usize, Vec<
     (ok, window.len(), latencies)
 }
 
+/// Checks that the reads that started in `from..to` all answered 200, with p99 < 250 ms.
+fn check_reads_unslowed(
+    report: &mut Report,
+    scenario: &str,
+    expectation: &str,
+    seen: &Seen,
+    (from, to): (Instant, Instant),
+) {
+    let (ok, total, mut latencies) = reads_between(seen, from, to);
+    let slowest = p99(&mut latencies);
+    report.check(
+        scenario,
+        expectation,
+        format!(
+            "{ok}/{total} 200 in {:.1} s, p99 {}",
+            (to - from).as_secs_f64(),
+            ms(slowest)
+        ),
+        total > 0 && ok == total && slowest < Duration::from_millis(250),
+    );
+}
+
+/// Waits up to 30 s until the log index holds at least `acknowledged` records of the load
+/// generator: how long that took, and how many it holds.
+async fn loadgen_indexed(
+    platform: &Platform,
+    acknowledged: u64,
+) -> (anyhow::Result<Duration>, u64) {
+    let waited = platform
+        .wait_for(
+            "every acknowledged record in the index",
+            Duration::from_secs(30),
+            || async {
+                platform
+                    .log_total(LOADGEN_LOGS)
+                    .await
+                    .is_some_and(|n| n >= acknowledged)
+            },
+        )
+        .await;
+    (waited, platform.log_total(LOADGEN_LOGS).await.unwrap_or(0))
+}
+
 /// A load generator sending log records over OTLP/HTTP straight to the collector.
 fn log_load(
     platform: &Platform,
@@ -876,33 +919,22 @@ async fn collector_killed(report: &mut Report) {
     let holed = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     shared.collector.normal();
-    let (ok, total, mut latencies) = reads_between(&seen, holed, Instant::now());
-    let hole_p99 = p99(&mut latencies);
-    report.check(
+    check_reads_unslowed(
+        report,
         COLLECTOR,
         "while the collector never answers, reads are not slowed: all 200, p99 < 250 ms",
-        format!("{ok}/{total} 200, p99 {}", ms(hole_p99)),
-        total > 0 && ok == total && hole_p99 < Duration::from_millis(250),
+        &seen,
+        (holed, Instant::now()),
+    );
+    let lost_metric = (
+        "fertivision_telemetry_lost_total",
+        [("job", "fertivision-api")],
     );
     let counted = shared
-        .wait_for("the loss to be counted", Duration::from_secs(20), || {
-            let platform = Arc::clone(&shared);
-            async move {
-                platform
-                    .metric(
-                        "fertivision_telemetry_lost_total",
-                        &[("job", "fertivision-api")],
-                    )
-                    .await
-                    .is_some_and(|lost| lost > 0.0)
-            }
-        })
+        .metric_above(lost_metric.0, &lost_metric.1, 0.0, Duration::from_secs(20))
         .await;
     let lost = shared
-        .metric(
-            "fertivision_telemetry_lost_total",
-            &[("job", "fertivision-api")],
-        )
+        .metric(lost_metric.0, &lost_metric.1)
         .await
         .unwrap_or(0.0);
     report.check(
@@ -934,37 +966,16 @@ async fn collector_killed(report: &mut Report) {
     shared
         .spawn("collector")
         .expect("the collector starts again");
-    let restarted = Instant::now();
-    let (ok, total, mut latencies) = reads_between(&seen, killed, restarted);
-    let down_p99 = p99(&mut latencies);
-    report.check(
+    check_reads_unslowed(
+        report,
         COLLECTOR,
         "while the collector is dead, reads are not slowed: all 200, p99 < 250 ms",
-        format!(
-            "{ok}/{total} 200 in {:.1} s, p99 {}",
-            (restarted - killed).as_secs_f64(),
-            ms(down_p99)
-        ),
-        total > 0 && ok == total && down_p99 < Duration::from_millis(250),
+        &seen,
+        (killed, Instant::now()),
     );
     let loaded = load.await.expect("the load task");
     let acknowledged = loaded.acknowledged_items;
-    let kept = shared
-        .wait_for(
-            "every acknowledged record in the index",
-            Duration::from_secs(30),
-            || {
-                let platform = Arc::clone(&shared);
-                async move {
-                    platform
-                        .log_total(LOADGEN_LOGS)
-                        .await
-                        .is_some_and(|n| n >= acknowledged)
-                }
-            },
-        )
-        .await;
-    let indexed = shared.log_total(LOADGEN_LOGS).await.unwrap_or(0);
+    let (kept, indexed) = loadgen_indexed(&shared, acknowledged).await;
     report.check(
         COLLECTOR,
         "no acknowledged telemetry lost: the log index holds at least every acknowledged record, and nothing never sent",
@@ -989,16 +1000,13 @@ async fn collector_killed(report: &mut Report) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let trace_url = format!("{}/api/v1/traces/{trace_id}", shared.query);
     let traced = shared
-        .wait_for("a new trace", Duration::from_secs(20), || {
-            let platform = Arc::clone(&shared);
-            let url = format!("{}/api/v1/traces/{trace_id}", shared.query);
-            async move {
-                platform
-                    .get_json(&url)
-                    .await
-                    .is_some_and(|t| t["spans"].as_array().is_some_and(|s| !s.is_empty()))
-            }
+        .wait_for("a new trace", Duration::from_secs(20), || async {
+            shared
+                .get_json(&trace_url)
+                .await
+                .is_some_and(|t| t["spans"].as_array().is_some_and(|s| !s.is_empty()))
         })
         .await;
     report.check(
@@ -1038,19 +1046,12 @@ async fn collector_disk_full(report: &mut Report) {
         Duration::from_millis(50),
         &stop,
     );
+    let refused = (
+        "collector_refused_requests_total",
+        [("reason", "disk_full")],
+    );
     let refusing = shared
-        .wait_for("disk_full refusals", Duration::from_secs(10), || {
-            let platform = Arc::clone(&shared);
-            async move {
-                platform
-                    .metric(
-                        "collector_refused_requests_total",
-                        &[("reason", "disk_full")],
-                    )
-                    .await
-                    .is_some_and(|n| n > 0.0)
-            }
-        })
+        .metric_above(refused.0, &refused.1, 0.0, Duration::from_secs(10))
         .await;
     report.check(
         DISK,
@@ -1085,26 +1086,17 @@ async fn collector_disk_full(report: &mut Report) {
     );
     shared.free_wal_disk().expect("free the disk");
     let freed = Instant::now();
-    let (ok, total, mut latencies) = reads_between(&seen, full, freed);
-    let full_p99 = p99(&mut latencies);
-    report.check(
+    check_reads_unslowed(
+        report,
         DISK,
         "the API is not slowed while the collector's disk is full: all 200, p99 < 250 ms",
-        format!("{ok}/{total} 200, p99 {}", ms(full_p99)),
-        total > 0 && ok == total && full_p99 < Duration::from_millis(250),
+        &seen,
+        (full, freed),
     );
-    let accepted = |platform: Arc<Platform>| async move {
-        platform
-            .metric("collector_accepted_items_total", &[("signal", "logs")])
-            .await
-            .unwrap_or(0.0)
-    };
-    let before = accepted(Arc::clone(&shared)).await;
+    let accepted = ("collector_accepted_items_total", [("signal", "logs")]);
+    let before = shared.metric(accepted.0, &accepted.1).await.unwrap_or(0.0);
     let resumed = shared
-        .wait_for("the log to accept again", Duration::from_secs(10), || {
-            let platform = Arc::clone(&shared);
-            async move { accepted(platform).await > before }
-        })
+        .metric_above(accepted.0, &accepted.1, before, Duration::from_secs(10))
         .await;
     report.check(
         DISK,
@@ -1113,22 +1105,7 @@ async fn collector_disk_full(report: &mut Report) {
         resumed.is_ok(),
     );
     let loaded = load.await.expect("the load task");
-    let kept = shared
-        .wait_for(
-            "every acknowledged record in the index",
-            Duration::from_secs(30),
-            || {
-                let platform = Arc::clone(&shared);
-                async move {
-                    platform
-                        .log_total(LOADGEN_LOGS)
-                        .await
-                        .is_some_and(|n| n >= loaded.acknowledged_items)
-                }
-            },
-        )
-        .await;
-    let indexed = shared.log_total(LOADGEN_LOGS).await.unwrap_or(0);
+    let (kept, indexed) = loadgen_indexed(&shared, loaded.acknowledged_items).await;
     report.check(
         DISK,
         "nothing lost: every refused batch was accepted on a retry, and every acknowledged record is indexed",
@@ -1232,19 +1209,15 @@ async fn api_frozen(report: &mut Report) {
         .wait_for(
             "nginx to use the thawed instance",
             Duration::from_secs(20),
-            || {
-                let platform = Arc::clone(&shared);
-                let frozen_address = frozen_address.clone();
-                async move {
-                    platform.nginx_access_log()[log_before_thaw..]
-                        .iter()
-                        .any(|entry| {
-                            entry["status"] == 200
-                                && entry["upstream"].as_str().is_some_and(|u| {
-                                    u.rsplit(", ").next() == Some(frozen_address.as_str())
-                                })
-                        })
-                }
+            || async {
+                shared.nginx_access_log()[log_before_thaw..]
+                    .iter()
+                    .any(|entry| {
+                        entry["status"] == 200
+                            && entry["upstream"].as_str().is_some_and(|u| {
+                                u.rsplit(", ").next() == Some(frozen_address.as_str())
+                            })
+                    })
             },
         )
         .await;
