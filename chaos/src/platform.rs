@@ -42,10 +42,18 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 
 /// `N` distinct free loopback ports.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
+    let ports = free_port_list(N);
+    std::array::from_fn(|i| ports[i])
+}
+
+/// `n` distinct free loopback ports (all held while they are chosen, so none repeats).
+pub fn free_port_list(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    std::array::from_fn(|i| held[i].local_addr().expect("address").port())
+    held.iter()
+        .map(|l| l.local_addr().expect("address").port())
+        .collect()
 }
 
 /// Host and port of a `scheme://[user@]host:port/...` URL.
@@ -160,10 +168,9 @@ impl Platform {
         let worker_database_url =
             with_database(&admin_url, &database, Some(worker_postgres.address()))?;
         let dir = tempfile::tempdir()?;
-        let [grpc, otlp_http, query, prometheus] = free_ports::<4>();
-        let api_ports: Vec<u16> = (0..options.api_instances.max(1))
-            .map(|_| free_ports::<1>()[0])
-            .collect();
+        let mut ports = free_port_list(4 + options.api_instances.max(1));
+        let api_ports = ports.split_off(4);
+        let [grpc, otlp_http, query, prometheus] = [ports[0], ports[1], ports[2], ports[3]];
         let collector = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], grpc))).await?;
         let apis: Vec<String> = api_ports
             .iter()
@@ -619,23 +626,6 @@ impl Platform {
             &[("job", "fertivision-api"), ("dependency", dependency)],
         )
         .await
-    }
-
-    /// How many log records of the last 15 minutes match `query` in the collector's index.
-    pub async fn log_hits(&self, query: &str) -> usize {
-        let Ok(response) = self
-            .http
-            .get(format!("{}/api/v1/logs/search", self.query))
-            .query(&[("q", query), ("start", "15m"), ("limit", "100")])
-            .send()
-            .await
-        else {
-            return 0;
-        };
-        let Ok(body) = response.json::<serde_json::Value>().await else {
-            return 0;
-        };
-        body["hits"].as_array().map_or(0, Vec::len)
     }
 
     /// How many log records of the last 15 minutes match `query` in the collector's index

@@ -269,9 +269,9 @@ async fn postgres_slow_down_back(report: &mut Report, extra: &[(&str, &str)]) {
             let platform = Arc::clone(&platform);
             async move {
                 platform
-                    .log_hits("service:fertivision-api AND \"circuit breaker state change\"")
+                    .log_total("service:fertivision-api AND \"circuit breaker state change\"")
                     .await
-                    >= 2
+                    .is_some_and(|n| n >= 2)
             }
         })
         .await;
@@ -443,9 +443,9 @@ async fn redis_down(report: &mut Report) {
             let platform = Arc::clone(&platform);
             async move {
                 platform
-                    .log_hits("\"circuit breaker state change\" AND attributes.dependency:redis")
+                    .log_total("\"circuit breaker state change\" AND attributes.dependency:redis")
                     .await
-                    >= 2
+                    .is_some_and(|n| n >= 2)
             }
         })
         .await;
@@ -555,10 +555,10 @@ async fn worker_frozen(report: &mut Report) {
         .wait_for(
             "the fenced late attempts in the log",
             Duration::from_secs(15),
-            || async { platform.log_hits(fence_logs).await >= 1 },
+            || async { platform.log_total(fence_logs).await.is_some_and(|n| n >= 1) },
         )
         .await;
-    let fenced_attempts = platform.log_hits(fence_logs).await;
+    let fenced_attempts = platform.log_total(fence_logs).await.unwrap_or(0);
     let completed = analysis_attempts(&platform, "completed").await;
     let dead = analysis_attempts(&platform, "dead").await;
     let taken_over = completed.iter().filter(|a| **a > 1).count();
@@ -784,10 +784,11 @@ async fn object_storage_failing(report: &mut Report) {
     );
 }
 
-/// Reads of `path` from `readers` tasks (each waits `pause` between its reads) until `stop`:
-/// (when it started, status, latency) of each.
+/// Each read's start, status (0: no answer) and latency.
 type Seen = Arc<std::sync::Mutex<Vec<(Instant, u16, Duration)>>>;
 
+/// Reads of `base` + `path` from `readers` tasks (each waits `pause` between its reads) until
+/// `stop`.
 fn read_traffic(
     platform: &Arc<Platform>,
     base: &str,
