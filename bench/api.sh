@@ -12,8 +12,10 @@
 #   on         traces (all of them), logs and metrics exported to the collector, no profiling;
 #   sampled    the same with telemetry.trace_sample_ratio = 0.1;
 #   profiling  sampled, plus continuous CPU profiling (pprof at 99 Hz).
-# Each mode starts `fertivision serve` on the database (a copy of the same SQLite file, or
-# with DATABASE_URL=postgres://... a PostgreSQL database, migrated first), then runs wrk,
+# Each run starts `fertivision serve` on a fresh copy of the same database (of the SQLite
+# file; with DATABASE_URL=postgres://.../NAME, NAME is migrated and filled once, and each run
+# gets NAME_run, created from it as a template, so the analyses written by one run never slow
+# the next one's writes), then runs wrk,
 # 2 threads and $CONNECTIONS connections, $DURATION seconds each:
 #   read     GET  /api/v1/patients/{id}, as fast as it answers (closed loop);
 #   paced    the same, each connection waiting THINK_MS ms between its requests (wrk's
@@ -70,6 +72,10 @@ export FERTIVISION_LIMITS__ENABLED=false
 export FERTIVISION_TELEMETRY__PROFILE_ENDPOINT="http://127.0.0.1:$QUERY_PORT/ingest"
 export FERTIVISION_API__LISTEN="127.0.0.1:$API_PORT"
 if [ -n "$DATABASE_URL" ]; then
+    command -v psql > /dev/null || { echo "psql is needed to copy the database" >&2; exit 1; }
+    case $DATABASE_URL in *\?*) echo "DATABASE_URL must end with the database name" >&2; exit 1 ;; esac
+    BASE_DB=${DATABASE_URL##*/}
+    ADMIN_URL="${DATABASE_URL%/*}/postgres"
     export FERTIVISION_DATABASE__URL="$DATABASE_URL"
     FERTIVISION_TELEMETRY__ENABLED=false "$BIN" migrate --data-dir "$WORK/template" 2> /dev/null
 fi
@@ -132,6 +138,11 @@ for round in $(seq 1 "$ROUNDS"); do
     for mode in $MODES; do
         data="$WORK/$mode-$round"
         cp -r "$WORK/template" "$data"
+        if [ -n "$DATABASE_URL" ]; then
+            psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS ${BASE_DB}_run" \
+                -c "CREATE DATABASE ${BASE_DB}_run TEMPLATE $BASE_DB"
+            export FERTIVISION_DATABASE__URL="${DATABASE_URL%/*}/${BASE_DB}_run"
+        fi
         case $mode in
             off) enabled=false; ratio=1.0; profiling=false ;;
             on) enabled=true; ratio=1.0; profiling=false ;;
