@@ -42,7 +42,15 @@ API_PORT=${API_PORT:-18080}
 QUERY_PORT=${QUERY_PORT:-17070}
 DATABASE_URL=${DATABASE_URL:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fv-api-bench.XXXXXX")
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {
+    kill $(jobs -p) 2> /dev/null || true
+    wait 2> /dev/null
+    rm -rf "$WORK"
+    if [ -n "${BASE_DB:-}" ]; then
+        psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS ${BASE_DB}_run" || true
+    fi
+}
+trap cleanup EXIT
 TICKS=$(getconf CLK_TCK)
 
 [ -x "$BIN" ] || { echo "missing $BIN: build it first (see the top of this script)" >&2; exit 1; }
