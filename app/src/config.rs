@@ -285,6 +285,10 @@ pub struct TelemetryConfig {
     /// The share of traces recorded and exported, 0 to 1. A request whose incoming
     /// `traceparent` is sampled is always recorded; every response still names its trace.
     pub trace_sample_ratio: f64,
+    /// Log records below `WARN` of a trace that sampling left out are not exported, so the
+    /// logs cost what the traces do; warnings, errors and records outside any trace always
+    /// are. `false` exports every record whatever the sampling.
+    pub logs_follow_sampling: bool,
     /// Continuous CPU profiling (pprof at 99 Hz), pushed to `profile_endpoint`.
     pub profiling: bool,
     /// The collector's Pyroscope-compatible `/ingest`.
@@ -303,6 +307,7 @@ impl Default for TelemetryConfig {
             metrics_interval_ms: 10_000,
             export_timeout_ms: 5000,
             trace_sample_ratio: 1.0,
+            logs_follow_sampling: true,
             profiling: true,
             profile_endpoint: "http://127.0.0.1:7070/ingest".to_owned(),
             profile_interval_secs: 15,

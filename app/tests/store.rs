@@ -326,3 +326,52 @@ store_test!(
         assert_eq!(one[0].starts_at.timestamp(), started.timestamp());
     }
 );
+
+/// A write that times out may still commit once the database gets to it, so the store says
+/// it is unconfirmed; a read that times out is only a timeout.
+#[tokio::test]
+async fn a_write_that_times_out_is_unconfirmed_and_a_read_only_timed_out() {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    let Some(test) = common::TestStore::new(common::Backend::Postgres).await else {
+        return;
+    };
+    let patient = test
+        .store
+        .create_patient(patient("MR-HASTY001"))
+        .await
+        .unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&common::database_url())
+        .unwrap()
+        .options([("search_path", test.schema().unwrap())]);
+    let hasty = Store::from_pg_options(
+        options.clone(),
+        &fertivision::store::StoreOptions {
+            call_timeout: Duration::from_millis(300),
+            ..fertivision::store::StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Another session holds the table: every statement on it waits.
+    let mut holder = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE analyses IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let write = add_semen(&hasty, patient.id, 50.0).await;
+    assert!(
+        matches!(&write, Err(StoreError::Unconfirmed(cause)) if matches!(**cause, StoreError::Timeout(_))),
+        "{write:?}"
+    );
+    let read = hasty.list_analyses(patient.id).await;
+    assert!(matches!(read, Err(StoreError::Timeout(_))), "{read:?}");
+
+    held.rollback().await.unwrap();
+    hasty.close().await;
+    test.cleanup().await;
+}

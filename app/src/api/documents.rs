@@ -167,6 +167,11 @@ async fn upload_document(
             tracing::info!(patient_id = %patient_id, document_id = %document.id, size_bytes = document.size_bytes, content_type = %document.content_type, "document stored");
             Ok((StatusCode::ACCEPTED, Json(document.into())))
         }
+        Err(error) if object_written && error.is_unconfirmed() => {
+            // The row may be stored: its content stays. At worst an object without a row.
+            tracing::warn!(document_id = %id, "kept the object of an upload the database did not confirm");
+            Err(error)
+        }
         Err(error) => {
             // Nothing half-written: an object stored for a request that then failed goes.
             if object_written && let Err(e) = state.objects.delete(&key).await {

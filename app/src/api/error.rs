@@ -115,6 +115,12 @@ impl ApiError {
         )
     }
 
+    /// Whether this answers a write the database may have applied without confirming it
+    /// (504 `unconfirmed`).
+    pub fn is_unconfirmed(&self) -> bool {
+        self.code == UNCONFIRMED
+    }
+
     /// The JSON body.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
@@ -143,6 +149,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The code of a 504 for a write that may have been applied: see [`StoreError::Unconfirmed`].
+const UNCONFIRMED: &str = "unconfirmed";
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -156,6 +165,14 @@ impl From<StoreError> for ApiError {
                 );
                 error.retry_after_secs = retry_after.as_secs().max(1);
                 error
+            }
+            StoreError::Unconfirmed(cause) => {
+                tracing::error!(error = %cause, "a write was not confirmed by the database");
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    UNCONFIRMED,
+                    "the database did not confirm the write; it may have been stored: read before retrying",
+                )
             }
             other if other.is_unavailable() => ApiError::unavailable("database", other),
             other => ApiError::internal(other),
@@ -180,5 +197,26 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unconfirmed_write_is_a_504_that_does_not_invite_a_retry() {
+        let cause = StoreError::Timeout(std::time::Duration::from_secs(1));
+        let error = ApiError::from(StoreError::Unconfirmed(Box::new(cause)));
+        assert!(error.is_unconfirmed());
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!response.headers().contains_key("retry-after"));
+
+        let refused = ApiError::from(StoreError::CircuitOpen(std::time::Duration::from_secs(2)));
+        assert!(!refused.is_unconfirmed());
+        let response = refused.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "2");
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::Context;
 use opentelemetry::InstrumentationScope;
+use opentelemetry::logs::Severity;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{
@@ -184,10 +185,31 @@ impl<E: LogExporter> LogExporter for CountedLogs<E> {
 pub(crate) struct GatedLogs {
     pub(crate) inner: BatchLogProcessor,
     pub(crate) gate: Arc<Gate>,
+    /// `telemetry.logs_follow_sampling`: see [`left_out_by_sampling`].
+    pub(crate) follow_sampling: bool,
+}
+
+/// Whether a record is detail of a trace that head sampling left out: below `WARN` and
+/// inside a trace not flagged sampled. Such records are not exported when logs follow
+/// sampling, so a deployment exporting a tenth of its traces also indexes about a tenth of
+/// their routine logs; warnings, errors and records outside any trace always go. Not a loss:
+/// nothing counts them.
+pub(crate) fn left_out_by_sampling(record: &SdkLogRecord) -> bool {
+    let detail = record
+        .severity_number()
+        .is_none_or(|severity| severity < Severity::Warn);
+    let unsampled = record
+        .trace_context()
+        .and_then(|context| context.trace_flags)
+        .is_some_and(|flags| !flags.is_sampled());
+    detail && unsampled
 }
 
 impl LogProcessor for GatedLogs {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        if self.follow_sampling && left_out_by_sampling(record) {
+            return;
+        }
         if self.gate.admit() {
             self.inner.emit(record, scope);
         }
@@ -223,6 +245,36 @@ mod tests {
         gate.release(5);
         assert_eq!(gate.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(lost_count() - lost_before, 2.0);
+    }
+
+    #[test]
+    fn only_detail_of_unsampled_traces_is_left_out() {
+        use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+        use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+
+        let logger = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+            .build()
+            .logger("test");
+        let record = |severity: Option<Severity>, flags: Option<Option<TraceFlags>>| {
+            let mut record = logger.create_log_record();
+            if let Some(severity) = severity {
+                record.set_severity_number(severity);
+            }
+            if let Some(flags) = flags {
+                record.set_trace_context(TraceId::from(7), SpanId::from(9), flags);
+            }
+            left_out_by_sampling(&record)
+        };
+        let unsampled = Some(Some(TraceFlags::NOT_SAMPLED));
+        let sampled = Some(Some(TraceFlags::SAMPLED));
+        assert!(record(Some(Severity::Info), unsampled));
+        assert!(record(Some(Severity::Debug), unsampled));
+        assert!(record(None, unsampled), "no severity counts as detail");
+        assert!(!record(Some(Severity::Warn), unsampled));
+        assert!(!record(Some(Severity::Error), unsampled));
+        assert!(!record(Some(Severity::Info), sampled));
+        assert!(!record(Some(Severity::Info), None), "outside any trace");
+        assert!(!record(Some(Severity::Info), Some(None)), "flags unknown");
     }
 
     fn lost_count() -> f64 {

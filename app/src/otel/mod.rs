@@ -135,6 +135,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
                         .with_log_processor(export::GatedLogs {
                             inner: processor,
                             gate,
+                            follow_sampling: settings.logs_follow_sampling,
                         })
                         .build(),
                 );

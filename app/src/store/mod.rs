@@ -102,19 +102,46 @@ pub enum StoreError {
     /// cannot promise the caller's writes are in it.
     #[error("the patient summary could not be refreshed")]
     RefreshFailed,
+    /// A write failed after it may have reached the database (it timed out, or the
+    /// connection broke under it): it may have been applied, and only a read can tell. The
+    /// API says so (504 `unconfirmed`) instead of inviting a blind retry.
+    #[error("the database did not confirm the write: {0}")]
+    Unconfirmed(Box<StoreError>),
 }
 
 impl StoreError {
     /// Whether the error means the database was unavailable (as opposed to answering with
-    /// an error): these trip the breaker and become 503 with Retry-After.
+    /// an error): these trip the breaker and become 503 with Retry-After, or 504 when a
+    /// write is [`StoreError::Unconfirmed`].
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Timeout(_) | StoreError::CircuitOpen(_) | StoreError::RefreshFailed => true,
+            StoreError::Timeout(_)
+            | StoreError::CircuitOpen(_)
+            | StoreError::RefreshFailed
+            | StoreError::Unconfirmed(_) => true,
             StoreError::Database(e) => matches!(
                 e,
                 sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether a write that failed this way may still have been applied: it timed out (its
+    /// statements, or its COMMIT, may have reached the database before the answer could come
+    /// back) or its connection broke mid-exchange. The breaker refusing it and the pool having
+    /// no connection for it mean nothing was sent.
+    fn may_have_applied(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::Protocol(_)
                     | sqlx::Error::WorkerCrashed
@@ -249,7 +276,8 @@ impl Store {
     /// (`db.system.name`, `db.operation.name`, `db.collection.name`; never a statement's
     /// values) and timed into `db.client.operation.duration`. An idempotent call (a read)
     /// that failed because the database was unavailable is retried once after a short pause,
-    /// unless the breaker has opened meanwhile; writes are never retried here.
+    /// unless the breaker has opened meanwhile; writes are never retried here, and a write
+    /// that may have been applied fails as [`StoreError::Unconfirmed`].
     async fn guarded<T, F, Fut>(&self, db: DbCall, idempotent: bool, call: F) -> StoreResult<T>
     where
         F: Fn() -> Fut,
@@ -298,7 +326,12 @@ impl Store {
             &[system, db.operation, db.table, result],
             crate::otel::propagation::exemplar(&span),
         );
-        outcome
+        match outcome {
+            Err(e) if !idempotent && e.may_have_applied() => {
+                Err(StoreError::Unconfirmed(Box::new(e)))
+            }
+            other => other,
+        }
     }
 
     async fn guarded_once<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
