@@ -4,8 +4,9 @@
 #   bench/api.sh                  # after: cargo build --release -p fertivision --bin fertivision
 #                                 # needs wrk (Debian package `wrk`)
 #
-# One collector on the default pipeline (redaction, Prometheus, profiles, log and span index)
-# runs throughout. The modes are run in ROUNDS rounds, alternating (off, on, sampled,
+# Each route of each run gets a fresh collector on the default pipeline (redaction,
+# Prometheus, profiles, log and span index) in a new data directory, so its CPU is the cost of
+# that run's telemetry alone, not of the merges of what an earlier mode sent. The modes are run in ROUNDS rounds, alternating (off, on, sampled,
 # profiling, off, on, ...), so that a drift of the shared machine spreads over all of them;
 # the summary gives each figure's median over the rounds. Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
@@ -66,14 +67,26 @@ wait_port() {
     echo "nothing listens on $1" >&2; exit 1
 }
 
-# The collector, on its default pipeline (OTLP on 127.0.0.1:4317 and :4318, which must be
-# free) with the query port moved.
-mkdir -p "$WORK/collector"
-FERTIVISION_COLLECTOR__QUERY_LISTEN="127.0.0.1:$QUERY_PORT" \
-RUST_LOG=warn "$BIN" collector --data-dir "$WORK/collector" 2> "$WORK/collector.log" &
-COLLECTOR=$!
-wait_port "$QUERY_PORT"
-wait_port 4317
+# A collector on its default pipeline (OTLP on 127.0.0.1:4317 and :4318, which must be
+# free) with the query port moved, on a new data directory $1.
+start_collector() {
+    mkdir -p "$1"
+    FERTIVISION_COLLECTOR__QUERY_LISTEN="127.0.0.1:$QUERY_PORT" \
+    RUST_LOG=warn "$BIN" collector --data-dir "$1" 2> "$1.log" &
+    COLLECTOR=$!
+    wait_port "$QUERY_PORT"
+    wait_port 4317
+}
+# Keeps in RUN_LOST what the serve process has counted as lost so far (a cumulative counter
+# it pushes to the collector every 10 s), then stops the collector and removes its data.
+LOST=0
+stop_collector() {
+    local lost
+    lost=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^fertivision_telemetry_lost_total/ { s += $2 } END { printf "%d", s }')
+    RUN_LOST=$(( lost > RUN_LOST ? lost : RUN_LOST ))
+    kill -TERM "$COLLECTOR"; wait "$COLLECTOR" || true
+    rm -rf "$1"
+}
 
 # The template database: a token and a patient.
 export FERTIVISION_LIMITS__ENABLED=false
@@ -165,6 +178,7 @@ for round in $(seq 1 "$ROUNDS"); do
         wait_port "$API_PORT"
         wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT" > /dev/null
+        RUN_LOST=0
         for route in read paced write; do
             read_url="http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT"
             case $route in
@@ -172,6 +186,9 @@ for round in $(seq 1 "$ROUNDS"); do
                 paced) args=(-s "$WORK/paced.lua" -H "Authorization: Bearer $TOKEN" "$read_url") ;;
                 write) args=(-s "$WORK/write.lua" "http://127.0.0.1:$API_PORT") ;;
             esac
+            start_collector "$WORK/collector"
+            # The app's exporters reconnect on their next batch.
+            sleep 1.5
             before=$(cpu_seconds "$SERVE")
             collector_before=$(cpu_seconds "$COLLECTOR")
             wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" > "$WORK/wrk.txt"
@@ -179,8 +196,10 @@ for round in $(seq 1 "$ROUNDS"); do
             collector_cpu=$(awk -v a="$collector_before" -v b="$(cpu_seconds "$COLLECTOR")" 'BEGIN { printf "%.2f", b - a }')
             line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE")"
             echo "$line" | tee -a "$RESULTS"
+            stop_collector "$WORK/collector"
         done
         kill -TERM "$SERVE"; wait "$SERVE" || true
+        LOST=$((LOST + RUN_LOST))
     done
 done
 
@@ -203,6 +222,5 @@ for mode in $MODES; do
             }' "$RESULTS"
     done
 done
-lost=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^fertivision_telemetry_lost_total/ { s += $2 } END { print s + 0 }')
 echo
-echo "telemetry lost on the way to the collector (all modes): $lost"
+echo "telemetry lost on the way to the collector (all modes, counted by the app, as last pushed): $LOST"
