@@ -297,13 +297,23 @@ impl Cli {
                 let store = server::open_store(&config, true).await?;
                 server::ensure_first_token(&store).await?;
                 let concurrency = config.jobs.concurrency;
-                // The collector first: a pipeline or a port problem stops `up` before the API
-                // starts.
+                // The collector first, listening before the API starts: a pipeline or a port
+                // problem stops `up` before the API starts, and the API's first telemetry
+                // finds it.
                 let collector_settings = server::collector_settings(&config)?;
-                let mut collector = tokio::spawn(telemetry::collector::run(
+                let (listening, collector_listens) = tokio::sync::oneshot::channel();
+                let mut collector = tokio::spawn(telemetry::collector::run_and_tell(
                     collector_settings,
                     server::stopped(shutdown.clone()),
+                    listening,
                 ));
+                if collector_listens.await.is_err() {
+                    // It stopped first: an error says why; Ok is a shutdown during start-up.
+                    return collector
+                        .await
+                        .context("collector task")?
+                        .context("collector failed");
+                }
                 let runtime = server::Runtime::open(config, store).await?;
                 let api = server::run_api(runtime, Some(concurrency), shutdown);
                 tokio::pin!(api);

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{SinkOptions, SourceConfig, ValidatedPipeline};
@@ -88,6 +88,17 @@ struct QueryState {
 pub async fn run(
     settings: CollectorSettings,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    let (listening, _) = oneshot::channel();
+    run_and_tell(settings, shutdown, listening).await
+}
+
+/// [`run`], sending on `listening` once every port is bound, so that a caller can start what
+/// sends to it or queries it. Dropped unsent when the collector stops before that.
+pub async fn run_and_tell(
+    settings: CollectorSettings,
+    shutdown: impl Future<Output = ()>,
+    listening: oneshot::Sender<()>,
 ) -> Result<(), CollectorError> {
     let pipeline = &settings.pipeline;
     for warning in pipeline.warnings() {
@@ -246,6 +257,7 @@ pub async fn run(
     let query_listener = bind(settings.query_listen).await?;
     tracing::info!(address = %settings.query_listen, "collector query port listening");
     serve(&mut servers, query_listener, query, stop_rx.clone());
+    let _ = listening.send(());
 
     let mut runners = JoinSet::new();
     let plans = plan(pipeline);
