@@ -6,9 +6,10 @@
 #
 # Each route of each run gets a fresh collector on the default pipeline (redaction,
 # Prometheus, profiles, log and span index) in a new data directory, so its CPU is the cost of
-# that run's telemetry alone, not of the merges of what an earlier mode sent. The modes are run in ROUNDS rounds, alternating (off, on, sampled,
-# profiling, off, on, ...), so that a drift of the shared machine spreads over all of them;
-# the summary gives each figure's median over the rounds. Modes:
+# that run's telemetry alone, not of the merges of what an earlier mode sent. The modes are
+# run in ROUNDS rounds, alternating (off, on, sampled, profiling, off, on, ...), so that a
+# drift of the shared machine spreads over all of them; the summary gives each figure's
+# median over the rounds. Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
 #   on         traces (all of them), logs and metrics exported to the collector, no profiling;
 #   sampled    the same with telemetry.trace_sample_ratio = 0.1;
