@@ -36,6 +36,9 @@ const FAIL_FAST: &str = "writes fail fast while the breaker is open: p99 < 250 m
 
 /// The settings the scenario runs the platform with: a call to PostgreSQL times out after 1 s
 /// (so 2 s of latency is a failure), and an open breaker tries again after 2 s.
+/// The longest the whole suite may take (issue 8: at most 10 minutes in CI).
+const SUITE_LIMIT: Duration = Duration::from_secs(600);
+
 const POSTGRES_SETTINGS: &[(&str, &str)] = &[
     ("FERTIVISION_DATABASE__CALL_TIMEOUT_MS", "1000"),
     ("FERTIVISION_DATABASE__BREAKER_OPEN_MS", "2000"),
@@ -1086,10 +1089,17 @@ async fn collector_disk_full(report: &mut Report) {
     );
     let searchable = shared.log_total("*").await;
     let alive = shared.running("collector");
+    // When it died, its last words say why.
+    let last_words = if alive {
+        String::new()
+    } else {
+        let log = std::fs::read_to_string(shared.log_path("collector")).unwrap_or_default();
+        format!(", last log line: {}", log.lines().last().unwrap_or("none"))
+    };
     report.check(
         DISK,
         "the collector stays up and its search answers",
-        format!("running {alive}, search total {searchable:?}"),
+        format!("running {alive}, search total {searchable:?}{last_words}"),
         alive && searchable.is_some(),
     );
     shared.free_wal_disk().expect("free the disk");
@@ -1273,6 +1283,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let runs = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1324,7 +1335,15 @@ fn main() -> ExitCode {
             "\nThe same with the database breaker disabled (must fail its fail-fast bound):\n\n{broken}"
         );
     }
-    if working.passed() && told_apart {
+    // The issue's bound for the whole suite in CI.
+    let took = started.elapsed();
+    let in_time = !chosen.is_empty() || took <= SUITE_LIMIT;
+    println!(
+        "\nchaos: the scenarios took {:.0} s (the whole suite must take at most {} s)",
+        took.as_secs_f64(),
+        SUITE_LIMIT.as_secs()
+    );
+    if working.passed() && told_apart && in_time {
         if runs("no-breaker") {
             println!("\nchaos: every expectation holds, and the broken platform was caught");
         } else {
@@ -1340,6 +1359,9 @@ fn main() -> ExitCode {
         }
         if !told_apart {
             println!("\nchaos: FAILED: the platform without a breaker passed the fail-fast bound");
+        }
+        if !in_time {
+            println!("\nchaos: FAILED: the whole suite took longer than its bound");
         }
         ExitCode::FAILURE
     }
