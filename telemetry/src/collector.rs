@@ -156,7 +156,10 @@ pub async fn run_and_tell(
                     .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, LogIndex::open)?;
                 indexes.logs = Some(Arc::clone(&index));
-                Box::new(LogIndexSink::new(index))
+                Box::new(
+                    LogIndexSink::new(index, name, options.nice)
+                        .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
+                )
             }
             SinkOptions::SpanIndex(options) => {
                 let config = store_config(options.retention_days, options.max_bytes);
@@ -166,7 +169,10 @@ pub async fn run_and_tell(
                     .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, SpanIndex::open)?;
                 indexes.spans = Some(Arc::clone(&index));
-                Box::new(SpanIndexSink::new(index))
+                Box::new(
+                    SpanIndexSink::new(index, name, options.nice)
+                        .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
+                )
             }
             SinkOptions::Blackhole(options) => Box::new(match options.rate {
                 Some(rate) => Blackhole::with_rate(rate),

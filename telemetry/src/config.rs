@@ -367,6 +367,11 @@ pub struct LogIndexSinkConfig {
     /// Bytes the partitions may take; past it the oldest are dropped. Default 10 GiB.
     #[serde(default = "default_index_max_bytes")]
     pub max_bytes: u64,
+    /// CPU priority of the indexing threads, as a nice value: 0 (that of the rest of the
+    /// collector) to 19 (the lowest, the default: indexing takes only CPU nothing else wants,
+    /// and falls behind, not the services sharing the machine, when there is none).
+    #[serde(default = "default_index_nice")]
+    pub nice: i32,
 }
 
 /// `type = "span_index"`: the tantivy span index in `<data_dir>/index/spans/`, behind the
@@ -380,6 +385,11 @@ pub struct SpanIndexSinkConfig {
     /// Bytes the partitions may take; past it the oldest are dropped. Default 10 GiB.
     #[serde(default = "default_index_max_bytes")]
     pub max_bytes: u64,
+    /// CPU priority of the indexing threads, as a nice value: 0 (that of the rest of the
+    /// collector) to 19 (the lowest, the default: indexing takes only CPU nothing else wants,
+    /// and falls behind, not the services sharing the machine, when there is none).
+    #[serde(default = "default_index_nice")]
+    pub nice: i32,
 }
 
 fn default_index_retention_days() -> u32 {
@@ -388,6 +398,10 @@ fn default_index_retention_days() -> u32 {
 
 fn default_index_max_bytes() -> u64 {
     10 << 30
+}
+
+fn default_index_nice() -> i32 {
+    19
 }
 
 impl SourceConfig {
@@ -925,16 +939,23 @@ fn check_sink_options(component: &str, options: &SinkOptions, problems: &mut Vec
         SinkOptions::LogIndex(LogIndexSinkConfig {
             retention_days,
             max_bytes,
+            nice,
         })
         | SinkOptions::SpanIndex(SpanIndexSinkConfig {
             retention_days,
             max_bytes,
+            nice,
         }) => {
             if *retention_days == 0 {
                 problems.push(format!("{component}: retention_days must be at least 1"));
             }
             if *max_bytes < 1 << 20 {
                 problems.push(format!("{component}: max_bytes must be at least 1 MiB"));
+            }
+            if !(0..=19).contains(nice) {
+                problems.push(format!(
+                    "{component}: nice must be 0 (the collector's own priority) to 19 (the lowest)"
+                ));
             }
         }
     }
@@ -1075,5 +1096,33 @@ mod tests {
             pipeline.warnings(),
             ["sinks.profiles: a profiles sink receives nothing from its sources (in)"]
         );
+    }
+
+    #[test]
+    fn indexing_runs_at_the_lowest_priority_unless_told_and_nice_stays_in_range() {
+        let pipeline = PipelineConfig::from_toml_str(DEFAULT_PIPELINE).unwrap();
+        let nice = |sink: &str| match &pipeline.sinks()[sink].options {
+            SinkOptions::LogIndex(options) => options.nice,
+            SinkOptions::SpanIndex(options) => options.nice,
+            other => panic!("{sink} is a {} sink", other.type_name()),
+        };
+        assert_eq!((nice("logs"), nice("spans")), (19, 19));
+        for (value, rejected) in [(0, false), (19, false), (20, true), (-1, true)] {
+            let text = format!(
+                "[sources.in]\ntype = \"otlp_grpc\"\n[sinks.logs]\ntype = \"log_index\"\ninputs = [\"in\"]\nnice = {value}\n"
+            );
+            match PipelineConfig::from_toml_str(&text) {
+                Ok(_) => assert!(!rejected, "nice = {value} was accepted"),
+                Err(error) => {
+                    assert!(rejected, "nice = {value}: {:?}", error.problems());
+                    assert_eq!(
+                        error.problems(),
+                        [
+                            "sinks.logs: nice must be 0 (the collector's own priority) to 19 (the lowest)"
+                        ]
+                    );
+                }
+            }
+        }
     }
 }
