@@ -157,7 +157,7 @@ pub async fn run_and_tell(
                 let index = open_index(&settings.data_dir, name, config, LogIndex::open)?;
                 indexes.logs = Some(Arc::clone(&index));
                 Box::new(
-                    LogIndexSink::new(index, name, options.nice)
+                    LogIndexSink::new(index, "logs", options.nice)
                         .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
                 )
             }
@@ -170,7 +170,7 @@ pub async fn run_and_tell(
                 let index = open_index(&settings.data_dir, name, config, SpanIndex::open)?;
                 indexes.spans = Some(Arc::clone(&index));
                 Box::new(
-                    SpanIndexSink::new(index, name, options.nice)
+                    SpanIndexSink::new(index, "spans", options.nice)
                         .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
                 )
             }

@@ -88,12 +88,13 @@ pub type LogIndexSink = IndexSink<LogIndex>;
 pub type SpanIndexSink = IndexSink<SpanIndex>;
 
 impl<I: Indexed> IndexSink<I> {
-    /// A sink into `index`, working on a thread named `name` at CPU priority `nice` (0, as the
-    /// rest of the process, to 19, the lowest).
-    pub fn new(index: Arc<I>, name: &str, nice: i32) -> std::io::Result<Self> {
+    /// A sink into `index`, working on a thread named `index-{kind}` (`kind` is `logs` or
+    /// `spans`: a pipeline has at most one index sink of each) at CPU priority `nice` (0, as
+    /// the rest of the process, to 19, the lowest).
+    pub fn new(index: Arc<I>, kind: &str, nice: i32) -> std::io::Result<Self> {
         Ok(Self {
             index,
-            worker: Worker::start(name, nice)?,
+            worker: Worker::start(kind, nice)?,
         })
     }
 }
