@@ -115,12 +115,11 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("index-{name}"))
             .spawn(move || {
-                let lowered = lower_priority(nice);
-                let failed = lowered.is_err();
-                let _ = started.send(lowered);
-                if failed {
+                if let Err(error) = lower_priority(nice) {
+                    let _ = started.send(Err(error));
                     return;
                 }
+                let _ = started.send(Ok(()));
                 while let Ok(job) = queue.recv() {
                     job();
                 }
