@@ -29,6 +29,7 @@
 #   write    POST /api/v1/patients/{id}/analyses/follicle (a JSON body: a row and the
 #            patient's score in one transaction, then the summary's refresh), closed loop,
 #            each request to one of $PATIENTS patients at random.
+# ROUTES picks some of them (default: all three, in that order).
 # Per-token rate limits are off (they would answer 429 long before the server's limit).
 # "CPU s" is user + system time over the run (/proc/PID/stat) of the serve process and of the
 # collector; RSS is the serve process's peak (VmHWM). wrk, the collector and the API share the
@@ -43,6 +44,7 @@ CONNECTIONS=${CONNECTIONS:-500}
 THINK_MS=${THINK_MS:-25}
 PATIENTS=${PATIENTS:-1000}
 MODES=${MODES:-off on sampled profiling}
+ROUTES=${ROUTES:-read paced write}
 API_PORT=${API_PORT:-18080}
 QUERY_PORT=${QUERY_PORT:-17070}
 DATABASE_URL=${DATABASE_URL:-}
@@ -58,6 +60,12 @@ cleanup() {
 trap cleanup EXIT
 TICKS=$(getconf CLK_TCK)
 
+for route in $ROUTES; do
+    case $route in read | paced | write) ;; *) echo "unknown route $route (read, paced or write)" >&2; exit 1 ;; esac
+done
+for mode in $MODES; do
+    case $mode in off | on | sampled | profiling | on-nice0) ;; *) echo "unknown mode $mode" >&2; exit 1 ;; esac
+done
 [ -x "$BIN" ] || { echo "missing $BIN: build it first (see the top of this script)" >&2; exit 1; }
 command -v wrk > /dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
@@ -192,7 +200,7 @@ for round in $(seq 1 "$ROUNDS"); do
         wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT" > /dev/null
         RUN_LOST=0
-        for route in read paced write; do
+        for route in $ROUTES; do
             read_url="http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT"
             case $route in
                 read) args=(-H "Authorization: Bearer $TOKEN" "$read_url") ;;
@@ -223,7 +231,7 @@ echo
 echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $MODES; do
-    for route in read paced write; do
+    for route in $ROUTES; do
         awk -v m="$mode" -v r="$route" -v d="$DURATION" '
             function median(a, n,   i, j, t) {
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
