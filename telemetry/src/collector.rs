@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::config::{SinkOptions, SourceConfig, ValidatedPipeline};
 use crate::ingest::{Ingest, IngestLimits};
 use crate::metrics::{CollectorMetrics, IndexLabels, QueryLabels};
-use crate::pipeline::run_sink;
+use crate::pipeline::spawn_sink;
 use crate::query;
 use crate::sinks::Sink;
 use crate::sinks::blackhole::Blackhole;
@@ -156,10 +156,7 @@ pub async fn run_and_tell(
                     .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, LogIndex::open)?;
                 indexes.logs = Some(Arc::clone(&index));
-                Box::new(
-                    LogIndexSink::new(index, "logs", options.nice)
-                        .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
-                )
+                Box::new(LogIndexSink::new(index, "logs", options.nice))
             }
             SinkOptions::SpanIndex(options) => {
                 let config = store_config(options.retention_days, options.max_bytes);
@@ -169,10 +166,7 @@ pub async fn run_and_tell(
                     .set(i64::try_from(options.max_bytes).unwrap_or(i64::MAX));
                 let index = open_index(&settings.data_dir, name, config, SpanIndex::open)?;
                 indexes.spans = Some(Arc::clone(&index));
-                Box::new(
-                    SpanIndexSink::new(index, "spans", options.nice)
-                        .map_err(|e| CollectorError::Sink(format!("sinks.{name}: {e}")))?,
-                )
+                Box::new(SpanIndexSink::new(index, "spans", options.nice))
             }
             SinkOptions::Blackhole(options) => Box::new(match options.rate {
                 Some(rate) => Blackhole::with_rate(rate),
@@ -275,14 +269,17 @@ pub async fn run_and_tell(
             .map(|path| Chain::new(pipeline, path))
             .collect();
         let reader = wal.reader(&name)?;
-        runners.spawn(run_sink(
+        let context = format!("sinks.{name}");
+        let running = spawn_sink(
             name,
             reader,
             chains,
             sink,
             Arc::clone(&metrics),
             stop_rx.clone(),
-        ));
+        )
+        .map_err(|e| CollectorError::Sink(format!("{context}: {e}")))?;
+        runners.spawn(running);
     }
     let retention = tokio::spawn(enforce_retention(
         indexes,

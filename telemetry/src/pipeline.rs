@@ -18,12 +18,78 @@ use tokio::sync::watch;
 
 use crate::batch::Batch;
 use crate::metrics::{CollectorMetrics, SinkLabels};
-use crate::sinks::{CommitPolicy, Sink};
+use crate::sinks::{BoxFuture, CommitPolicy, Placement, Sink};
 use crate::topology::Chain;
-use crate::wal::{Lsn, WalReader};
+use crate::wal::{Lsn, Signal, WalReader};
 
 /// First pause before writing a batch again after a retryable failure; doubles up to 5 s.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Starts [`run_sink`] where the sink's [`Sink::placement`] says: as a task on the current
+/// runtime, or on a thread of its own, at its CPU priority, with a runtime of its own. The
+/// future resolves once the sink has stopped (after `stop` turned true).
+///
+/// Fails when the thread cannot be started or its priority set.
+pub fn spawn_sink(
+    name: String,
+    reader: WalReader,
+    chains: Vec<Chain>,
+    sink: Box<dyn Sink>,
+    metrics: Arc<CollectorMetrics>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<BoxFuture<'static, ()>> {
+    let (thread, nice) = match sink.placement() {
+        Placement::Shared => {
+            let task = tokio::spawn(run_sink(name, reader, chains, sink, metrics, stop));
+            return Ok(Box::pin(async move {
+                let _ = task.await;
+            }));
+        }
+        Placement::Own { thread, nice } => (thread, nice),
+    };
+    let (stopped, done) = tokio::sync::oneshot::channel::<()>();
+    let (started, outcome) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(thread.clone())
+        .spawn(move || {
+            let runtime = set_nice(nice).and_then(|()| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            });
+            let runtime = match runtime {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(()));
+                    runtime
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                    return;
+                }
+            };
+            runtime.block_on(run_sink(name, reader, chains, sink, metrics, stop));
+            let _ = stopped.send(());
+        })?;
+    outcome
+        .recv()
+        .map_err(|_| std::io::Error::other(format!("thread {thread} ended before it started")))??;
+    Ok(Box::pin(async move {
+        let _ = done.await;
+    }))
+}
+
+/// Sets the calling thread's nice value (Linux keeps one per thread, and a thread starts with
+/// its creator's). Raising it needs no privilege; 0 leaves the thread as it is.
+fn set_nice(nice: i32) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice).map_err(|errno| {
+        std::io::Error::other(format!(
+            "cannot set the thread's nice value to {nice}: {errno}"
+        ))
+    })
+}
 
 /// Runs `sink` until `stop` turns true, then commits what it finished.
 pub async fn run_sink(
@@ -41,6 +107,11 @@ pub async fn run_sink(
     if let Some(stored) = stored {
         tracing::info!(sink = %name, position = %stored, "sink resumes after its stored position");
     }
+    // The signals this sink writes: the records of the others are not even decoded.
+    let wanted: Vec<Signal> = Signal::ALL
+        .into_iter()
+        .filter(|&signal| sink.takes(signal) && chains.iter().any(|c| c.carries(signal)))
+        .collect();
     let policy = sink.commit_policy();
     let mut progress = Progress::new(policy);
     let mut tick = tokio::time::interval(policy.every);
@@ -68,6 +139,8 @@ pub async fn run_sink(
         let now = Instant::now();
         if stored.is_some_and(|stored| record.lsn <= stored) {
             // The sink stored this record before the crash or stop.
+        } else if !wanted.contains(&record.signal) {
+            // Not this sink's signal: nothing to write.
         } else {
             match Batch::decode(&record) {
                 Ok(batch) => {
@@ -273,18 +346,40 @@ mod tests {
         }
     }
 
-    /// Records bodies and commits; may report a stored position.
+    /// Records bodies and commits, and for each write the thread it ran on (name, nice value)
+    /// and the nice value of a thread started from there; may report a stored position, take
+    /// one signal only, or ask for a thread of its own.
     #[derive(Default, Clone)]
     struct Recording {
         bodies: Arc<Mutex<Vec<String>>>,
         commits: Arc<Mutex<Vec<Lsn>>>,
+        threads: Arc<Mutex<Vec<(ThreadSeen, i32)>>>,
         stored: Option<Lsn>,
+        only: Option<Signal>,
+        placement: Option<Placement>,
+    }
+
+    /// A thread's name and nice value.
+    type ThreadSeen = (Option<String>, i32);
+
+    fn this_thread() -> ThreadSeen {
+        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .expect("getpriority");
+        (std::thread::current().name().map(str::to_owned), nice)
     }
 
     impl Sink for Recording {
         fn write(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), SinkError>> {
             self.bodies.lock().unwrap().push(body(&batch));
+            let started = std::thread::spawn(|| this_thread().1).join().unwrap();
+            self.threads.lock().unwrap().push((this_thread(), started));
             Box::pin(async { Ok(()) })
+        }
+        fn takes(&self, signal: Signal) -> bool {
+            self.only.is_none_or(|only| only == signal)
+        }
+        fn placement(&self) -> Placement {
+            self.placement.clone().unwrap_or(Placement::Shared)
         }
         fn commit(&mut self, position: Lsn) -> BoxFuture<'_, Result<(), SinkError>> {
             self.commits.lock().unwrap().push(position);
@@ -380,6 +475,96 @@ mod tests {
         runner.await.unwrap();
         assert_eq!(*sink.bodies.lock().unwrap(), ["r7", "r8", "r9", "r10"]);
         assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(10));
+    }
+
+    #[tokio::test]
+    async fn records_of_signals_the_sink_does_not_take_are_skipped_undecoded() {
+        for (only, dropped) in [(Some(Signal::Logs), 0), (None, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = wal_with(dir.path(), 1).await;
+            // Not a trace request: a sink that decoded it would count it as dropped.
+            wal.append(Signal::Traces, Bytes::from_static(b"\xff\xff not protobuf"))
+                .await
+                .unwrap();
+            wal.append(Signal::Logs, log("r3")).await.unwrap();
+            let sink = Recording {
+                only,
+                ..Recording::default()
+            };
+            let metrics = Arc::new(CollectorMetrics::default());
+            let (stop, stopped) = watch::channel(false);
+            let runner = tokio::spawn(run_sink(
+                "s".into(),
+                wal.reader("s").unwrap(),
+                vec![Chain::from_parts(straight(&[]), Vec::new())],
+                Box::new(sink.clone()),
+                Arc::clone(&metrics),
+                stopped,
+            ));
+            until("the commit of record 3", || {
+                sink.commits.lock().unwrap().contains(&Lsn(3))
+            })
+            .await;
+            stop.send(true).unwrap();
+            runner.await.unwrap();
+            assert_eq!(*sink.bodies.lock().unwrap(), ["r1", "r3"]);
+            let labels = SinkLabels { sink: "s".into() };
+            assert_eq!(
+                metrics.sink_dropped.get_or_create(&labels).get(),
+                dropped,
+                "sink taking {only:?}"
+            );
+        }
+    }
+
+    /// Notes the thread each batch goes through on.
+    struct NoteThread(Arc<Mutex<Vec<ThreadSeen>>>);
+
+    impl Transform for NoteThread {
+        fn apply(&mut self, batch: Batch, _now: Instant) -> Vec<Batch> {
+            self.0.lock().unwrap().push(this_thread());
+            vec![batch]
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_on_a_thread_of_its_own_reads_transforms_and_writes_there_at_its_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with(dir.path(), 3).await;
+        let sink = Recording {
+            placement: Some(Placement::Own {
+                thread: "sink-test".into(),
+                nice: 7,
+            }),
+            ..Recording::default()
+        };
+        let transformed = Arc::new(Mutex::new(Vec::new()));
+        let callers = this_thread();
+        let (stop, stopped) = watch::channel(false);
+        let running = spawn_sink(
+            "s".into(),
+            wal.reader("s").unwrap(),
+            vec![Chain::from_parts(
+                straight(&["note"]),
+                vec![Box::new(NoteThread(Arc::clone(&transformed)))],
+            )],
+            Box::new(sink.clone()),
+            Arc::default(),
+            stopped,
+        )
+        .unwrap();
+        until("the commit of record 3", || {
+            sink.commits.lock().unwrap().contains(&Lsn(3))
+        })
+        .await;
+        stop.send(true).unwrap();
+        running.await;
+        let there = (Some("sink-test".to_owned()), 7);
+        // A thread started from the sink's (as tantivy's are) inherits its priority.
+        assert_eq!(*sink.threads.lock().unwrap(), vec![(there.clone(), 7); 3]);
+        assert_eq!(*transformed.lock().unwrap(), vec![there; 3]);
+        assert_eq!(this_thread(), callers, "the caller's thread is left alone");
+        assert_eq!(wal.stats().sinks[0].checkpoint, Lsn(3));
     }
 
     #[tokio::test]

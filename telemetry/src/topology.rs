@@ -30,6 +30,7 @@ use crate::config::{TransformOptions, ValidatedPipeline};
 use crate::transforms::Transform;
 use crate::transforms::redact::Redact;
 use crate::transforms::sample::TailSample;
+use crate::wal::Signal;
 
 /// One way from sources to a sink: the sources it starts from and the transforms applied, in
 /// order.
@@ -47,12 +48,12 @@ pub struct Path {
 }
 
 impl Path {
-    /// Whether this path carries the batch (see the module docs: by kind of source, as the log
-    /// does not record the source yet).
-    pub fn carries(&self, batch: &Batch) -> bool {
-        match batch {
-            Batch::Profile(_) => self.carries_profiles,
-            Batch::Traces(_) | Batch::Metrics(_) | Batch::Logs(_) => self.carries_otlp,
+    /// Whether this path carries batches of `signal` (see the module docs: by kind of source,
+    /// as the log does not record the source yet).
+    pub fn carries(&self, signal: Signal) -> bool {
+        match signal {
+            Signal::Profiles => self.carries_profiles,
+            Signal::Traces | Signal::Metrics | Signal::Logs => self.carries_otlp,
         }
     }
 }
@@ -176,10 +177,15 @@ impl Chain {
         &self.path
     }
 
+    /// Whether the path carries batches of `signal`.
+    pub fn carries(&self, signal: Signal) -> bool {
+        self.path.carries(signal)
+    }
+
     /// Runs a batch through every transform; returns what comes out now. A batch the path does
     /// not carry gives nothing.
     pub fn apply(&mut self, batch: Batch, now: Instant) -> Vec<Batch> {
-        if !self.path.carries(&batch) {
+        if !self.path.carries(batch.signal()) {
             return Vec::new();
         }
         run(&mut self.transforms, vec![batch], now)

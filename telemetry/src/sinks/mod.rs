@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::Batch;
-use crate::wal::Lsn;
+use crate::wal::{Lsn, Signal};
 
 pub mod blackhole;
 pub mod file;
@@ -45,6 +45,25 @@ impl Default for CommitPolicy {
             every: std::time::Duration::from_millis(500),
         }
     }
+}
+
+/// Where the pipeline runs a sink (see [`Sink::placement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On the collector's runtime, with the receivers and the other sinks.
+    Shared,
+    /// On a thread of its own named `thread`, at CPU priority `nice` (0, that of the rest of
+    /// the process, to 19, the lowest), with a runtime of its own: the sink's log reader,
+    /// decoding, transforms and writes all run there, and the threads they start (tantivy's)
+    /// inherit the priority. For sinks whose work blocks, or can wait for the CPU that the
+    /// receivers and the services sharing the machine leave: what they have not written yet
+    /// is in the log.
+    Own {
+        /// The thread's name (at most 15 bytes show in `ps`).
+        thread: String,
+        /// Its nice value.
+        nice: i32,
+    },
 }
 
 /// A boxed future, for object-safe async methods.
@@ -86,5 +105,20 @@ pub trait Sink: Send {
     /// not written again. `None` for sinks that keep no position.
     fn durable_position(&self) -> Option<Lsn> {
         None
+    }
+
+    /// Whether the sink writes batches of `signal`. The pipeline skips the log records of
+    /// the other signals without decoding them or running them through transforms: the log
+    /// holds every signal, and a sink of one (the Prometheus endpoint, an index) would
+    /// otherwise decode and redact all of them only to drop most.
+    fn takes(&self, signal: Signal) -> bool {
+        let _ = signal;
+        true
+    }
+
+    /// Where the pipeline runs this sink: [`Placement::Shared`] unless the sink says
+    /// otherwise. A sink whose `write` or `commit` blocks must ask for a thread of its own.
+    fn placement(&self) -> Placement {
+        Placement::Shared
     }
 }

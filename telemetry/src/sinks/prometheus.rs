@@ -64,6 +64,7 @@ pub use stats::{DropReason, SinkStats};
 
 use crate::batch::Batch;
 use crate::sinks::{BoxFuture, Sink, SinkError};
+use crate::wal::Signal;
 use series::Limits;
 
 /// The `[sinks.NAME]` settings of a `type = "prometheus"` sink.
@@ -174,6 +175,10 @@ impl Sink for PrometheusSink {
                     retryable: false,
                 })
         })
+    }
+
+    fn takes(&self, signal: Signal) -> bool {
+        signal == Signal::Metrics
     }
 }
 

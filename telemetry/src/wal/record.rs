@@ -56,6 +56,16 @@ pub enum Signal {
     Profiles = 4,
 }
 
+impl Signal {
+    /// Every signal.
+    pub const ALL: [Signal; 4] = [
+        Signal::Traces,
+        Signal::Metrics,
+        Signal::Logs,
+        Signal::Profiles,
+    ];
+}
+
 /// A byte that names no [`Signal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unknown signal byte {0}")]

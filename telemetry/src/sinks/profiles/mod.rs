@@ -41,6 +41,7 @@ pub use store::{ProfileStore, ProfileStoreConfig, StoredProfile, TimeRange, sani
 
 use super::{BoxFuture, Sink, SinkError};
 use crate::batch::{Batch, Profile};
+use crate::wal::Signal;
 
 /// How often the sink applies retention.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -169,5 +170,9 @@ impl Sink for ProfilesSink {
                 retryable: true,
             })?
         })
+    }
+
+    fn takes(&self, signal: Signal) -> bool {
+        signal == Signal::Profiles
     }
 }
