@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::redis::Redis;
@@ -39,7 +38,7 @@ struct Inner {
 
 enum Backend {
     Off,
-    Local(moka::future::Cache<String, Bytes>),
+    Local(moka::sync::Cache<String, Bytes>),
     Redis(Redis),
 }
 
@@ -71,7 +70,7 @@ impl Cache {
 
     /// In-process, at most `capacity` entries, each kept at most `ttl`.
     pub fn local(capacity: u64, ttl: Duration) -> Self {
-        let cache = moka::future::Cache::builder()
+        let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .time_to_live(ttl)
             .build();
@@ -106,32 +105,35 @@ impl Cache {
         }
     }
 
-    /// The cached value of `key`, or `load()`'s, which is then cached.
-    pub async fn get_or_load<T, E, F>(&self, key: &str, load: F) -> Result<T, E>
+    /// The JSON of the value cached under `key`, or of `load()`'s value, which is then cached.
+    ///
+    /// The cache holds what the API answers, so a hit is answered with the stored bytes as
+    /// they are, neither parsed nor written again (that was a third of a cached read's
+    /// work). A change to a cached type's JSON reaches clients as its entries expire
+    /// (`cache.ttl_secs`).
+    pub async fn json_or_load<T, E, F>(&self, key: &str, load: F) -> Result<Bytes, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize,
+        E: From<serde_json::Error>,
         F: Future<Output = Result<T, E>>,
     {
-        if let Some(bytes) = self.get(key).await
-            && let Ok(value) = serde_json::from_slice(&bytes)
-        {
+        if let Some(bytes) = self.get(key).await {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             crate::otel::metrics().cache_requests.add(1.0, &["hit"]);
-            return Ok(value);
+            return Ok(bytes);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
         crate::otel::metrics().cache_requests.add(1.0, &["miss"]);
         let value = load.await?;
-        if let Ok(bytes) = serde_json::to_vec(&value) {
-            self.put(key, Bytes::from(bytes)).await;
-        }
-        Ok(value)
+        let bytes = Bytes::from(serde_json::to_vec(&value)?);
+        self.put(key, bytes.clone()).await;
+        Ok(bytes)
     }
 
     async fn get(&self, key: &str) -> Option<Bytes> {
         match &self.inner.backend {
             Backend::Off => None,
-            Backend::Local(cache) => cache.get(key).await,
+            Backend::Local(cache) => cache.get(key),
             Backend::Redis(redis) => match redis
                 .command_within(
                     "GET",
@@ -149,7 +151,7 @@ impl Cache {
     async fn put(&self, key: &str, bytes: Bytes) {
         match &self.inner.backend {
             Backend::Off => {}
-            Backend::Local(cache) => cache.insert(key.to_owned(), bytes).await,
+            Backend::Local(cache) => cache.insert(key.to_owned(), bytes),
             Backend::Redis(redis) => {
                 let args = vec![
                     redis.key(&format!("cache:{key}")).into(),
@@ -170,7 +172,7 @@ impl Cache {
             Backend::Off => {}
             Backend::Local(cache) => {
                 for key in keys {
-                    cache.invalidate(key).await;
+                    cache.invalidate(key);
                 }
             }
             Backend::Redis(redis) => {
@@ -238,20 +240,34 @@ pub fn score_key(id: Uuid) -> String {
 mod tests {
     use super::*;
 
+    /// A load's failure, or the value's JSON failing.
+    #[derive(Debug, PartialEq)]
+    enum LoadError {
+        Down,
+        Json,
+    }
+
+    impl From<serde_json::Error> for LoadError {
+        fn from(_: serde_json::Error) -> Self {
+            LoadError::Json
+        }
+    }
+
     #[tokio::test]
     async fn reads_through_counts_and_invalidates() {
         let cache = Cache::local(100, Duration::from_secs(60));
         let loads = AtomicU64::new(0);
         let load = || async {
             loads.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(vec![1, 2, 3])
+            Ok::<_, LoadError>(vec![1, 2, 3])
         };
-        assert_eq!(cache.get_or_load("k", load()).await, Ok(vec![1, 2, 3]));
-        assert_eq!(cache.get_or_load("k", load()).await, Ok(vec![1, 2, 3]));
+        let json = Bytes::from_static(b"[1,2,3]");
+        assert_eq!(cache.json_or_load("k", load()).await, Ok(json.clone()));
+        assert_eq!(cache.json_or_load("k", load()).await, Ok(json));
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
         cache.invalidate(&["k".to_owned()]).await;
-        cache.get_or_load("k", load()).await.unwrap();
+        cache.json_or_load("k", load()).await.unwrap();
         assert_eq!(loads.load(Ordering::SeqCst), 2);
 
         let generation = cache.summary_generation().await;
@@ -262,11 +278,21 @@ mod tests {
     #[tokio::test]
     async fn errors_are_not_cached() {
         let cache = Cache::local(100, Duration::from_secs(60));
-        let r: Result<u8, &str> = cache.get_or_load("e", async { Err("down") }).await;
-        assert_eq!(r, Err("down"));
+        let r = cache
+            .json_or_load("e", async { Err::<u8, _>(LoadError::Down) })
+            .await;
+        assert_eq!(r, Err(LoadError::Down));
+        // A map with non-string keys has no JSON: an error, and nothing cached.
+        let unwritable = std::collections::HashMap::from([((1, 2), 3)]);
+        let r = cache
+            .json_or_load("e", async { Ok::<_, LoadError>(unwritable) })
+            .await;
+        assert_eq!(r, Err(LoadError::Json));
         assert_eq!(
-            cache.get_or_load("e", async { Ok::<u8, &str>(7) }).await,
-            Ok(7)
+            cache
+                .json_or_load("e", async { Ok::<u8, LoadError>(7) })
+                .await,
+            Ok(Bytes::from_static(b"7"))
         );
     }
 }

@@ -90,6 +90,18 @@ impl Redis {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Result<Value, RedisUnavailable> {
+        // A command's future is kilobytes (fred's); on the heap, the futures of the requests
+        // that may send one (every cached read, every rate-limited request) stay small, and
+        // so cheap to move.
+        Box::pin(self.send(name, args, timeout)).await
+    }
+
+    async fn send(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, RedisUnavailable> {
         let call = self.client.custom::<Value, _>(
             CustomCommand::new_static(name, ClusterHash::FirstKey, false),
             args,

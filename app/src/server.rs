@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Resources};
 use crate::auth::{Role, generate_token};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -204,7 +204,7 @@ pub async fn run_api(
         cache,
         limits,
     } = runtime.clone();
-    let state = AppState {
+    let state = AppState::new(Resources {
         store: store.clone(),
         objects,
         config: Arc::clone(&config),
@@ -212,7 +212,7 @@ pub async fn run_api(
         cache,
         limits,
         tokens: crate::auth::TokenCache::default(),
-    };
+    });
     let background = workers.map(|concurrency| {
         let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
         tokio::spawn(async move { runtime.run_background(concurrency, shutdown).await })

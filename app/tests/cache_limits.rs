@@ -193,10 +193,10 @@ async fn limits_are_shared_through_redis_and_local_when_it_is_down() {
     let cache = Cache::redis(down, Duration::from_secs(60), Duration::from_millis(100));
     for expected in 1..=3u32 {
         let value = cache
-            .get_or_load("k", async { Ok::<_, ()>(expected) })
+            .json_or_load("k", async { Ok::<_, serde_json::Error>(expected) })
             .await
             .unwrap();
-        assert_eq!(value, expected);
+        assert_eq!(value, expected.to_string().as_bytes());
     }
     assert_eq!(cache.stats().hits, 0);
 }

@@ -13,6 +13,7 @@
 //! dropped and counted ([`Meter::dropped`]), so a label that turns out unbounded cannot
 //! exhaust memory.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -334,20 +335,32 @@ impl Meter {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let key = labels.join("\u{1f}");
-        let mut series = instrument.series.lock().expect("not poisoned");
-        if let Some((_, existing)) = series.get_mut(&key) {
-            change(existing);
-            return;
+        thread_local! {
+            /// The key being looked up, reused: a measurement allocates only for a new series.
+            static KEY: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        if series.len() >= MAX_SERIES {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut created = new();
-        change(&mut created);
-        let values = labels.iter().map(|l| (*l).to_owned()).collect();
-        series.insert(key, (values, created));
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            for (i, label) in labels.iter().enumerate() {
+                if i > 0 {
+                    key.push('\u{1f}');
+                }
+                key.push_str(label);
+            }
+            let mut series = instrument.series.lock().expect("not poisoned");
+            if let Some((_, existing)) = series.get_mut(key.as_str()) {
+                change(existing);
+                return;
+            }
+            if series.len() >= MAX_SERIES {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let mut created = new();
+            change(&mut created);
+            let values = labels.iter().map(|l| (*l).to_owned()).collect();
+            series.insert(key.clone(), (values, created));
+        });
     }
 
     /// Adds `delta` to a number series.

@@ -98,7 +98,7 @@ fn authenticate(config: &AlertsConfig, headers: &HeaderMap) -> Result<(), ApiErr
 }
 
 /// Receives an Alertmanager notification and keeps each of its alerts.
-#[utoipa::path(post, path = "/alerts/webhook", request_body = WebhookPayload, tag = "alerts",
+#[utoipa::path(post, path = "/api/v1/alerts/webhook", request_body = WebhookPayload, tag = "alerts",
     security(()),
     responses((status = 200, body = Received), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -277,7 +277,7 @@ pub struct ListAlerts {
 }
 
 /// The alert notifications received, newest first (admin).
-#[utoipa::path(get, path = "/alerts", params(ListAlerts), tag = "alerts",
+#[utoipa::path(get, path = "/api/v1/alerts", params(ListAlerts), tag = "alerts",
     responses((status = 200, body = Vec<AlertView>), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn list_alerts(

@@ -52,7 +52,7 @@ where
 /// Record a lab analysis of one kind. The body is the kind's input schema (`SemenInput`,
 /// `OocyteInput`, `EmbryoInput`, `FollicleInput`, `HysteroscopyInput`); the answer carries the
 /// classification in `result`.
-#[utoipa::path(post, path = "/patients/{id}/analyses/{kind}",
+#[utoipa::path(post, path = "/api/v1/patients/{id}/analyses/{kind}",
     params(("id" = Uuid, Path, description = "patient id"), ("kind" = AnalysisKind, Path, description = "semen, oocyte, embryo, follicle or hysteroscopy")),
     request_body(content = Object, description = "SemenInput, OocyteInput, EmbryoInput, FollicleInput or HysteroscopyInput, by kind"),
     tag = "analyses",
@@ -94,7 +94,7 @@ async fn record_analysis(
 }
 
 /// A patient's analyses, oldest first.
-#[utoipa::path(get, path = "/patients/{id}/analyses", params(("id" = Uuid, Path, description = "patient id")), tag = "analyses",
+#[utoipa::path(get, path = "/api/v1/patients/{id}/analyses", params(("id" = Uuid, Path, description = "patient id")), tag = "analyses",
     responses((status = 200, body = [Analysis]), (status = 404, body = ErrorBody)))]
 async fn list_analyses(
     State(state): State<AppState>,

@@ -104,7 +104,7 @@ struct ReceivedFile {
 }
 
 /// Upload a document; its analysis starts in the background (status `pending`).
-#[utoipa::path(post, path = "/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id")),
+#[utoipa::path(post, path = "/api/v1/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id")),
     request_body(content = UploadForm, content_type = "multipart/form-data"), tag = "documents",
     responses((status = 202, body = DocumentView), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload_document(
@@ -405,7 +405,7 @@ fn storage_error(err: object_store::Error) -> ApiError {
 }
 
 /// A patient's documents in upload order.
-#[utoipa::path(get, path = "/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id"), PageParams), tag = "documents",
+#[utoipa::path(get, path = "/api/v1/patients/{id}/documents", params(("id" = Uuid, Path, description = "patient id"), PageParams), tag = "documents",
     responses((status = 200, body = Page<DocumentView>), (status = 404, body = ErrorBody)))]
 async fn list_documents(
     State(state): State<AppState>,
@@ -432,7 +432,7 @@ async fn list_documents(
 }
 
 /// One document's metadata, analysis status and what the analysis found.
-#[utoipa::path(get, path = "/documents/{id}", params(("id" = Uuid, Path, description = "document id")), tag = "documents",
+#[utoipa::path(get, path = "/api/v1/documents/{id}", params(("id" = Uuid, Path, description = "document id")), tag = "documents",
     responses((status = 200, body = DocumentView), (status = 404, body = ErrorBody)))]
 async fn get_document(
     State(state): State<AppState>,
@@ -449,7 +449,7 @@ async fn get_document(
 }
 
 /// The document's bytes, as uploaded.
-#[utoipa::path(get, path = "/documents/{id}/content", params(("id" = Uuid, Path, description = "document id")), tag = "documents",
+#[utoipa::path(get, path = "/api/v1/documents/{id}/content", params(("id" = Uuid, Path, description = "document id")), tag = "documents",
     responses((status = 200, description = "the file", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
 async fn get_document_content(
     State(state): State<AppState>,

@@ -188,6 +188,13 @@ pub fn missing(what: &'static str) -> impl Fn(StoreError) -> ApiError {
     }
 }
 
+/// A response that does not serialize is our failure, never the client's.
+impl From<serde_json::Error> for ApiError {
+    fn from(err: serde_json::Error) -> Self {
+        ApiError::internal(format!("response not serializable: {err}"))
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::bad_request("invalid_path", rejection.body_text())

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{
-    ApiError, ApiJson, ApiPath, ApiQuery, AppState, ErrorBody, Page, missing, validate_limit,
+    ApiError, ApiJson, ApiPath, ApiQuery, AppState, ErrorBody, JsonBytes, Page, missing,
+    validate_limit,
 };
 use crate::auth::{Action, Caller};
 use crate::cache::{patient_key, score_key};
@@ -193,7 +194,7 @@ fn generate_mrn() -> String {
 }
 
 /// Register a patient.
-#[utoipa::path(post, path = "/patients", request_body = CreatePatient, tag = "patients",
+#[utoipa::path(post, path = "/api/v1/patients", request_body = CreatePatient, tag = "patients",
     responses((status = 201, body = Patient), (status = 409, description = "record number taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_patient(
     State(state): State<AppState>,
@@ -224,7 +225,7 @@ async fn create_patient(
 }
 
 /// List patients in creation order, or find one by record number.
-#[utoipa::path(get, path = "/patients", params(ListPatients), tag = "patients",
+#[utoipa::path(get, path = "/api/v1/patients", params(ListPatients), tag = "patients",
     responses((status = 200, body = Page<Patient>), (status = 400, body = ErrorBody)))]
 async fn list_patients(
     State(state): State<AppState>,
@@ -251,26 +252,26 @@ async fn list_patients(
 }
 
 /// One patient.
-#[utoipa::path(get, path = "/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), tag = "patients",
+#[utoipa::path(get, path = "/api/v1/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), tag = "patients",
     responses((status = 200, body = Patient), (status = 404, body = ErrorBody)))]
 async fn get_patient(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Patient>, ApiError> {
+) -> Result<JsonBytes, ApiError> {
     caller.require(Action::Read)?;
     let store = &state.store;
     let patient = state
         .cache
-        .get_or_load(&patient_key(id), async {
+        .json_or_load(&patient_key(id), async {
             store.get_patient(id).await.map_err(missing("patient"))
         })
         .await?;
-    Ok(Json(patient))
+    Ok(JsonBytes(patient))
 }
 
 /// Change some of a patient's fields.
-#[utoipa::path(patch, path = "/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), request_body = UpdatePatient, tag = "patients",
+#[utoipa::path(patch, path = "/api/v1/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), request_body = UpdatePatient, tag = "patients",
     responses((status = 200, body = Patient), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_patient(
     State(state): State<AppState>,
@@ -320,7 +321,7 @@ async fn update_patient(
 }
 
 /// Delete a patient with all their records and documents (admin only).
-#[utoipa::path(delete, path = "/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), tag = "patients",
+#[utoipa::path(delete, path = "/api/v1/patients/{id}", params(("id" = Uuid, Path, description = "patient id")), tag = "patients",
     responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_patient(
     State(state): State<AppState>,

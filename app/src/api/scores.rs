@@ -1,6 +1,5 @@
 //! The fertility score of a patient and the clinic-wide patient summaries.
 
-use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +7,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiError, ApiPath, ApiQuery, AppState, ErrorBody, Page, PageParams, missing};
+use super::{
+    ApiError, ApiPath, ApiQuery, AppState, ErrorBody, JsonBytes, Page, PageParams, missing,
+};
 use crate::auth::{Action, Caller};
 use crate::cache::score_key;
 use crate::clinic;
@@ -32,18 +33,18 @@ pub struct PatientScore {
 }
 
 /// The fertility score, computed from the patient's recorded analyses (DOMAIN.md).
-#[utoipa::path(get, path = "/patients/{id}/fertility-score", params(("id" = Uuid, Path, description = "patient id")), tag = "scores",
+#[utoipa::path(get, path = "/api/v1/patients/{id}/fertility-score", params(("id" = Uuid, Path, description = "patient id")), tag = "scores",
     responses((status = 200, body = PatientScore), (status = 404, body = ErrorBody)))]
 async fn get_fertility_score(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(patient_id): ApiPath<Uuid>,
-) -> Result<Json<PatientScore>, ApiError> {
+) -> Result<JsonBytes, ApiError> {
     caller.require(Action::Read)?;
     let store = &state.store;
     let score = state
         .cache
-        .get_or_load(&score_key(patient_id), async {
+        .json_or_load(&score_key(patient_id), async {
             store
                 .get_patient(patient_id)
                 .await
@@ -54,17 +55,17 @@ async fn get_fertility_score(
             Ok::<_, ApiError>(PatientScore { patient_id, score })
         })
         .await?;
-    Ok(Json(score))
+    Ok(JsonBytes(score))
 }
 
 /// Per patient: document count, completed analyses, latest score, last document date.
-#[utoipa::path(get, path = "/summaries", params(PageParams), tag = "scores",
+#[utoipa::path(get, path = "/api/v1/summaries", params(PageParams), tag = "scores",
     responses((status = 200, body = Page<PatientSummary>), (status = 422, body = ErrorBody)))]
 async fn list_summaries(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<Page<PatientSummary>>, ApiError> {
+) -> Result<JsonBytes, ApiError> {
     caller.require(Action::Read)?;
     let limit = page.limit()?;
     let generation = state.cache.summary_generation().await;
@@ -73,10 +74,10 @@ async fn list_summaries(
     let store = &state.store;
     let page = state
         .cache
-        .get_or_load(&key, async {
+        .json_or_load(&key, async {
             let items = store.list_summaries(limit, page.cursor).await?;
             Ok::<_, ApiError>(Page::new(items, limit, |s| s.patient_id))
         })
         .await?;
-    Ok(Json(page))
+    Ok(JsonBytes(page))
 }

@@ -84,7 +84,7 @@ impl From<Job> for Task {
 }
 
 /// Queue the "FertiVision Comprehensive Fertility Report" of a patient.
-#[utoipa::path(post, path = "/patients/{id}/reports", params(("id" = Uuid, Path, description = "patient id")), tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/patients/{id}/reports", params(("id" = Uuid, Path, description = "patient id")), tag = "tasks",
     responses((status = 202, body = Task), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn request_report(
     State(state): State<AppState>,
@@ -121,7 +121,7 @@ async fn request_report(
 }
 
 /// A task's status and, when completed, its result.
-#[utoipa::path(get, path = "/tasks/{id}", params(("id" = Uuid, Path, description = "task id")), tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", params(("id" = Uuid, Path, description = "task id")), tag = "tasks",
     responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
 async fn get_task(
     State(state): State<AppState>,
@@ -140,7 +140,7 @@ async fn get_task(
 }
 
 /// The PDF of a completed report task.
-#[utoipa::path(get, path = "/tasks/{id}/report.pdf", params(("id" = Uuid, Path, description = "task id")), tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/report.pdf", params(("id" = Uuid, Path, description = "task id")), tag = "tasks",
     responses((status = 200, description = "the report", content_type = "application/pdf"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn get_report_pdf(
     State(state): State<AppState>,
@@ -198,7 +198,7 @@ const JOB_STATUSES: [&str; 5] = ["pending", "running", "failed", "completed", "d
 
 /// Jobs with their full state (admin): attempts, last error, lease. `status=dead` lists the
 /// dead letters.
-#[utoipa::path(get, path = "/jobs", params(ListJobs), tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/jobs", params(ListJobs), tag = "tasks",
     responses((status = 200, body = Page<Job>), (status = 403, body = ErrorBody)))]
 async fn list_jobs(
     State(state): State<AppState>,

@@ -14,6 +14,7 @@
 
 pub mod catalogue;
 mod export;
+mod logs;
 mod profiling;
 pub mod propagation;
 
@@ -153,21 +154,28 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
     // The layer is there even without export: every request still gets a trace id, which
     // its response names and its log lines carry.
     // No busy/idle timing, thread or source-location attributes: each costs work on every
-    // span, and the trace does not need them.
+    // span, and the trace does not need them. No context activation at every span entry
+    // either: the log records get their trace from [`logs::TracedLogs`].
     let traces = tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer("fertivision"))
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
+        .with_context_activation(false)
         .with_filter(EnvFilter::new(EXPORT_FILTER));
     let console = (console && cfg!(tokio_unstable)).then(|| {
         console_subscriber::ConsoleLayer::builder()
             .with_default_env()
             .spawn()
     });
-    let logs = logger.as_ref().map(|provider| {
-        OpenTelemetryTracingBridge::new(provider).with_filter(EnvFilter::new(EXPORT_FILTER))
-    });
+    // Boxed rather than an `Option` of a layer: an `Option` does not pass the subscriber's
+    // dispatch on (tracing-subscriber 0.3), which `TracedLogs` needs.
+    let logs = match &logger {
+        Some(provider) => logs::TracedLogs::new(OpenTelemetryTracingBridge::new(provider))
+            .with_filter(EnvFilter::new(EXPORT_FILTER))
+            .boxed(),
+        None => tracing_subscriber::layer::Identity::new().boxed(),
+    };
     // A second initialisation (tests) is harmless: the first subscriber stays.
     let _ = tracing_subscriber::registry()
         .with(console)

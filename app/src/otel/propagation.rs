@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
@@ -80,34 +80,52 @@ pub fn carrier(span: &tracing::Span) -> HashMap<String, String> {
     carrier
 }
 
-/// The trace and span id of `span`, for exemplars and response headers.
-pub fn trace_ref(span: &tracing::Span) -> Option<TraceRef> {
+/// The trace and span id of `span`, and whether the trace is recorded (sampled).
+pub fn trace_of(span: &tracing::Span) -> Option<(TraceRef, bool)> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| TraceRef {
-        trace_id: span_context.trace_id().to_bytes(),
-        span_id: span_context.span_id().to_bytes(),
+    span_context.is_valid().then(|| {
+        let trace = TraceRef {
+            trace_id: span_context.trace_id().to_bytes(),
+            span_id: span_context.span_id().to_bytes(),
+        };
+        (trace, span_context.is_sampled())
     })
+}
+
+/// The trace and span id of `span`, for exemplars and response headers.
+pub fn trace_ref(span: &tracing::Span) -> Option<TraceRef> {
+    trace_of(span).map(|(trace, _)| trace)
 }
 
 /// The trace of `span` as a metric exemplar: only when the trace is recorded, so that an
 /// exemplar always leads somewhere.
 pub fn exemplar(span: &tracing::Span) -> Option<TraceRef> {
-    let context = span.context();
-    if !context.span().span_context().is_sampled() {
-        return None;
-    }
-    trace_ref(span)
+    trace_of(span).and_then(|(trace, sampled)| sampled.then_some(trace))
 }
 
-/// `traceparent` for `trace` (version 00), flagged sampled or not.
-pub fn traceparent(trace: &TraceRef, sampled: bool) -> String {
-    format!(
-        "00-{}-{}-{}",
-        hex::encode(trace.trace_id),
-        hex::encode(trace.span_id),
-        if sampled { "01" } else { "00" }
-    )
+/// `traceparent` for `trace` (version 00), flagged sampled or not, as a header value.
+pub fn traceparent_header(trace: &TraceRef, sampled: bool) -> HeaderValue {
+    HeaderValue::from_bytes(&traceparent_bytes(trace, sampled))
+        .expect("hex digits are visible ASCII")
+}
+
+/// The trace id of `trace` in hex, as a header value (`x-trace-id`).
+pub fn trace_id_header(trace: &TraceRef) -> HeaderValue {
+    let mut hex = [0u8; 32];
+    hex::encode_to_slice(trace.trace_id, &mut hex).expect("32 digits for 16 bytes");
+    HeaderValue::from_bytes(&hex).expect("hex digits are visible ASCII")
+}
+
+/// `00-{trace id}-{span id}-{flags}`, written in place (every response carries one).
+fn traceparent_bytes(trace: &TraceRef, sampled: bool) -> [u8; 55] {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex::encode_to_slice(trace.trace_id, &mut out[3..35]).expect("32 digits for 16 bytes");
+    hex::encode_to_slice(trace.span_id, &mut out[36..52]).expect("16 digits for 8 bytes");
+    if sampled {
+        out[54] = b'1';
+    }
+    out
 }
 
 #[cfg(test)]
@@ -145,12 +163,13 @@ mod tests {
             span_id: [0x01; 8],
         };
         assert_eq!(
-            traceparent(&trace, true),
+            traceparent_header(&trace, true),
             "00-abababababababababababababababab-0101010101010101-01"
         );
         assert_eq!(
-            traceparent(&trace, false),
+            traceparent_header(&trace, false),
             "00-abababababababababababababababab-0101010101010101-00"
         );
+        assert_eq!(trace_id_header(&trace), "abababababababababababababababab");
     }
 }

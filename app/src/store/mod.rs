@@ -57,8 +57,10 @@ macro_rules! on_backend {
             operation: $op,
             table: $table,
         };
-        store
-            .guarded(call, $idempotent, || async {
+        // A call's future (span, breaker, timeout, retry and sqlx's, for either backend) is
+        // kilobytes: on the heap, the futures of the requests that await it stay small, and so
+        // cheap to move.
+        Box::pin(store.guarded(call, $idempotent, || async {
                 match &store.backend {
                     $crate::store::Backend::Sqlite($pool) => {
                         #[allow(unused_variables)]
@@ -71,7 +73,7 @@ macro_rules! on_backend {
                         $body
                     }
                 }
-            })
+            }))
             .await
     }};
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use fertivision::api::{self, AppState};
+use fertivision::api::{self, AppState, Resources};
 use fertivision::auth::Role;
 use fertivision::cache::Cache;
 use fertivision::config::{Config, StorageConfig};
@@ -195,7 +195,7 @@ pub fn app_state(
     queue: &Queue,
     cache: &Cache,
 ) -> AppState {
-    AppState {
+    AppState::new(Resources {
         store: store.clone(),
         objects: objects.clone(),
         config: Arc::clone(config),
@@ -203,7 +203,7 @@ pub fn app_state(
         cache: cache.clone(),
         limits: Arc::new(RateLimits::new(config.limits.enabled, None)),
         tokens: fertivision::auth::TokenCache::default(),
-    }
+    })
 }
 
 /// The whole application in memory, with a token per role.
