@@ -16,7 +16,11 @@
 #   profiling  sampled, plus continuous CPU profiling (pprof at 99 Hz);
 #   on-nice0   on, with the collector's index sinks at its own CPU priority (`nice = 0`), as
 #              before indexing ran at the lowest (not in MODES by default: the peer of that
-#              change).
+#              change);
+#   peer-off, peer-sampled, peer-on
+#              off, sampled and on with another build, $PEER_BIN, as its serve process and
+#              its collector (not in MODES by default: a version before a change, measured
+#              in the same rounds as the change).
 # Each run starts `fertivision serve` on a fresh copy of the same database (of the SQLite
 # file; with DATABASE_URL=postgres://.../NAME, NAME is migrated and filled once, and each run
 # gets NAME_run, created from it as a template, so the analyses written by one run never slow
@@ -32,12 +36,14 @@
 # ROUTES picks some of them (default: all three, in that order).
 # Per-token rate limits are off (they would answer 429 long before the server's limit).
 # "CPU s" is user + system time over the run (/proc/PID/stat) of the serve process and of the
-# collector; RSS is the serve process's peak (VmHWM). wrk, the collector and the API share the
-# machine's cores.
+# collector; RSS is the serve process's peak (VmHWM); "index backlog" counts the log records
+# the collector's index sinks (at the lowest CPU priority) had still to read when wrk
+# stopped. wrk, the collector and the API share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/fertivision}
+PEER_BIN=${PEER_BIN:-}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-500}
@@ -64,7 +70,12 @@ for route in $ROUTES; do
     case $route in read | paced | write) ;; *) echo "unknown route $route (read, paced or write)" >&2; exit 1 ;; esac
 done
 for mode in $MODES; do
-    case $mode in off | on | sampled | profiling | on-nice0) ;; *) echo "unknown mode $mode" >&2; exit 1 ;; esac
+    case $mode in
+        off | on | sampled | profiling | on-nice0) ;;
+        peer-off | peer-sampled | peer-on)
+            [ -x "$PEER_BIN" ] || { echo "mode $mode needs PEER_BIN, a fertivision binary" >&2; exit 1; } ;;
+        *) echo "unknown mode $mode" >&2; exit 1 ;;
+    esac
 done
 [ -x "$BIN" ] || { echo "missing $BIN: build it first (see the top of this script)" >&2; exit 1; }
 command -v wrk > /dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -79,13 +90,13 @@ wait_port() {
     echo "nothing listens on $1" >&2; exit 1
 }
 
-# A collector on its default pipeline (OTLP on 127.0.0.1:4317 and :4318, which must be
-# free) with the query port moved, on a new data directory $1.
+# A collector of the build $RUN_BIN on its default pipeline (OTLP on 127.0.0.1:4317 and
+# :4318, which must be free) with the query port moved, on a new data directory $1.
 start_collector() {
     mkdir -p "$1"
     FERTIVISION_COLLECTOR__QUERY_LISTEN="127.0.0.1:$QUERY_PORT" \
     env ${PIPELINE:+FERTIVISION_COLLECTOR__PIPELINE=$PIPELINE} \
-    RUST_LOG=warn "$BIN" collector --data-dir "$1" 2> "$1.log" &
+    RUST_LOG=warn "$RUN_BIN" collector --data-dir "$1" 2> "$1.log" &
     COLLECTOR=$!
     wait_port "$QUERY_PORT"
     wait_port 4317
@@ -173,7 +184,7 @@ summary() {
 }
 
 RESULTS="$WORK/results.txt"
-echo "Each run (round mode route requests/s p50_ms p99_ms errors serve_cpu_s collector_cpu_s peak_rss_mib):"
+echo "Each run (round mode route requests/s p50_ms p99_ms errors serve_cpu_s collector_cpu_s peak_rss_mib index_backlog_records):"
 for round in $(seq 1 "$ROUNDS"); do
     for mode in $MODES; do
         data="$WORK/$mode-$round"
@@ -184,7 +195,9 @@ for round in $(seq 1 "$ROUNDS"); do
             export FERTIVISION_DATABASE__URL="${DATABASE_URL%/*}/${BASE_DB}_run"
         fi
         PIPELINE=
-        case $mode in
+        RUN_BIN=$BIN
+        case $mode in peer-*) RUN_BIN=$PEER_BIN ;; esac
+        case ${mode#peer-} in
             off) enabled=false; ratio=1.0; profiling=false ;;
             on-nice0) enabled=true; ratio=1.0; profiling=false; PIPELINE=$NICE0_PIPELINE ;;
             on) enabled=true; ratio=1.0; profiling=false ;;
@@ -193,7 +206,7 @@ for round in $(seq 1 "$ROUNDS"); do
         esac
         FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
         FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio \
-        RUST_LOG=warn "$BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
+        RUST_LOG=warn "$RUN_BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
         SERVE=$!
         wait_port "$API_PORT"
         wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
@@ -214,7 +227,10 @@ for round in $(seq 1 "$ROUNDS"); do
             wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" > "$WORK/wrk.txt"
             cpu=$(awk -v a="$before" -v b="$(cpu_seconds "$SERVE")" 'BEGIN { printf "%.2f", b - a }')
             collector_cpu=$(awk -v a="$collector_before" -v b="$(cpu_seconds "$COLLECTOR")" 'BEGIN { printf "%.2f", b - a }')
-            line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE")"
+            # What the index sinks had still to read when wrk stopped (they work at the lowest
+            # CPU priority and catch up from the log afterwards).
+            backlog=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^collector_sink_lag_records\{sink="(logs|spans)"\}/ { s += $2 } END { printf "%d", s }')
+            line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE") $backlog"
             echo "$line" | tee -a "$RESULTS"
             stop_collector "$WORK/collector"
         done
@@ -227,8 +243,8 @@ done
 echo
 echo "Medians over $ROUNDS rounds, ${DURATION} s per run, $CONNECTIONS connections (paced: $THINK_MS ms between a connection's requests):"
 echo
-echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB | index backlog |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $MODES; do
     for route in $ROUTES; do
         awk -v m="$mode" -v r="$route" -v d="$DURATION" '
@@ -236,10 +252,10 @@ for mode in $MODES; do
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
                 return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
             }
-            $2 == m && $3 == r { n++; rps[n] = $4; p50[n] = $5; p99[n] = $6; err[n] = $7; cpu[n] = $8; per[n] = $4 * d / $8; col[n] = $9; rss[n] = $10 }
+            $2 == m && $3 == r { n++; rps[n] = $4; p50[n] = $5; p99[n] = $6; err[n] = $7; cpu[n] = $8; per[n] = $4 * d / $8; col[n] = $9; rss[n] = $10; lag[n] = $11 }
             END {
                 if (n == 0) exit
-                printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n)
+                printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f | %d |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n), median(lag, n)
             }' "$RESULTS"
     done
 done

@@ -7,7 +7,7 @@
 //! With activation off, [`TracedLogs`] attaches the context of an event's span just around
 //! the export of that one event instead.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Dispatch, Event, Subscriber};
@@ -20,16 +20,27 @@ use tracing_subscriber::registry::LookupSpan;
 /// its explicit parent, or the span it was emitted in.
 pub(crate) struct TracedLogs<L> {
     inner: L,
-    /// The subscriber this layer is part of, to look up the OpenTelemetry context of a span.
-    dispatch: OnceLock<WeakDispatch>,
+    dispatch: DispatchSlot,
+}
+
+/// The subscriber a [`TracedLogs`] is part of, to look up the OpenTelemetry context of a span.
+/// Set when the subscriber is registered, or by [`DispatchSlot::fill`]: a layer inside an
+/// `Option` is not told of its registration (tracing-subscriber 0.3).
+#[derive(Clone, Default)]
+pub(crate) struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchSlot {
+    /// Takes the default dispatcher, once it is the subscriber holding the layer.
+    pub(crate) fn fill(&self) {
+        tracing::dispatcher::get_default(|dispatch| {
+            let _ = self.0.set(dispatch.downgrade());
+        });
+    }
 }
 
 impl<L> TracedLogs<L> {
-    pub(crate) fn new(inner: L) -> Self {
-        Self {
-            inner,
-            dispatch: OnceLock::new(),
-        }
+    pub(crate) fn new(inner: L, dispatch: DispatchSlot) -> Self {
+        Self { inner, dispatch }
     }
 }
 
@@ -39,7 +50,7 @@ where
     L: Layer<S>,
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let _ = self.dispatch.set(dispatch.downgrade());
+        let _ = self.dispatch.0.set(dispatch.downgrade());
         self.inner.on_register_dispatch(dispatch);
     }
 
@@ -48,17 +59,13 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        debug_assert!(
-            self.dispatch.get().is_some(),
-            "TracedLogs was not told its dispatch: a wrapper around it (an Option) dropped it"
-        );
         let span = match event.parent() {
             Some(parent) => Some(parent.clone()),
             None if event.is_contextual() => ctx.current_span().id().cloned(),
             None => None,
         };
         let context = span.and_then(|span| {
-            let dispatch = self.dispatch.get()?.upgrade()?;
+            let dispatch = self.dispatch.0.get()?.upgrade()?;
             tracing_opentelemetry::get_otel_context(&span, &dispatch)
         });
         let _attached = context.map(opentelemetry::Context::attach);

@@ -88,12 +88,8 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
     let settings = &config.telemetry;
     let exporting = service.filter(|_| settings.enabled);
     let resource = resource(exporting.unwrap_or("fertivision"));
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-        settings.trace_sample_ratio,
-    )));
-    let mut tracer = SdkTracerProvider::builder()
-        .with_resource(resource.clone())
-        .with_sampler(sampler);
+    let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut spans_exported = false;
     let mut logger = None;
     let mut metrics = None;
     let profiler = exporting
@@ -118,6 +114,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
                     inner: processor,
                     gate,
                 });
+                spans_exported = true;
                 let gate = export::Gate::new("logs", settings.queue_size);
                 let processor = BatchLogProcessor::builder(export::CountedLogs {
                     inner: logs,
@@ -150,7 +147,16 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
             }
         }
     }
-    let tracer = tracer.build();
+    // Spans that go nowhere are not recorded: without export, every one is sampled out at
+    // its start (it keeps its trace id, which the response names and its logs carry).
+    let sampler = if spans_exported {
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.trace_sample_ratio,
+        )))
+    } else {
+        Sampler::AlwaysOff
+    };
+    let tracer = tracer.with_sampler(sampler).build();
     // The layer is there even without export: every request still gets a trace id, which
     // its response names and its log lines carry.
     // No busy/idle timing, thread or source-location attributes: each costs work on every
@@ -168,21 +174,21 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
             .with_default_env()
             .spawn()
     });
-    // Boxed rather than an `Option` of a layer: an `Option` does not pass the subscriber's
-    // dispatch on (tracing-subscriber 0.3), which `TracedLogs` needs.
-    let logs = match &logger {
-        Some(provider) => logs::TracedLogs::new(OpenTelemetryTracingBridge::new(provider))
+    let dispatch = logs::DispatchSlot::default();
+    let logs = logger.as_ref().map(|provider| {
+        logs::TracedLogs::new(OpenTelemetryTracingBridge::new(provider), dispatch.clone())
             .with_filter(EnvFilter::new(EXPORT_FILTER))
-            .boxed(),
-        None => tracing_subscriber::layer::Identity::new().boxed(),
-    };
+    });
     // A second initialisation (tests) is harmless: the first subscriber stays.
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(console)
         .with(fmt)
         .with(traces)
         .with(logs)
         .try_init();
+    if installed.is_ok() {
+        dispatch.fill();
+    }
     Telemetry {
         tracer,
         logger,
