@@ -11,16 +11,22 @@
 # drift of the shared machine spreads over all of them; the summary gives each figure's
 # median over the rounds. Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
-#   on         traces (all of them), logs and metrics exported to the collector, no profiling;
-#   sampled    the same with telemetry.trace_sample_ratio = 0.1;
-#   profiling  sampled, plus continuous CPU profiling (pprof at 99 Hz);
-#   on-nice0   on, with the collector's index sinks at its own CPU priority (`nice = 0`), as
-#              before indexing ran at the lowest (not in MODES by default: the peer of that
-#              change);
+#   on         the shipped defaults but profiling: every trace up to the process's budget
+#              (telemetry.max_traces_per_second, 1000), logs and metrics exported;
+#   every      on without the budget (max_traces_per_second = 0): every trace exported;
+#   sampled    on with telemetry.trace_sample_ratio = 0.1;
+#   profiling  the shipped defaults: on, plus continuous CPU profiling (pprof at 99 Hz);
+#   on-nice0   every, with the collector's index sinks at its own CPU priority (`nice = 0`),
+#              as before indexing ran at the lowest (not in MODES by default: the peer of
+#              that change);
+#   floor      not the API: app/examples/http_floor ($FLOOR_BIN), which answers the read
+#              route with the same headers and body from memory; what the machine, loopback
+#              TCP, hyper and wrk leave for any service (read and paced routes only);
 #   peer-off, peer-sampled, peer-on
-#              off, sampled and on with another build, $PEER_BIN, as its serve process and
-#              its collector (not in MODES by default: a version before a change, measured
-#              in the same rounds as the change).
+#              off, sampled and every trace (ratio 1.0) with another build, $PEER_BIN, as its
+#              serve process and its collector (not in MODES by default: a version before a
+#              change, measured in the same rounds as the change; only settings that build
+#              knows are set).
 # Each run starts `fertivision serve` on a fresh copy of the same database (of the SQLite
 # file; with DATABASE_URL=postgres://.../NAME, NAME is migrated and filled once, and each run
 # gets NAME_run, created from it as a template, so the analyses written by one run never slow
@@ -44,12 +50,13 @@ cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/fertivision}
 PEER_BIN=${PEER_BIN:-}
+FLOOR_BIN=${FLOOR_BIN:-target/release/examples/http_floor}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-500}
 THINK_MS=${THINK_MS:-25}
 PATIENTS=${PATIENTS:-1000}
-MODES=${MODES:-off on sampled profiling}
+MODES=${MODES:-off on every profiling floor}
 ROUTES=${ROUTES:-read paced write}
 API_PORT=${API_PORT:-18080}
 QUERY_PORT=${QUERY_PORT:-17070}
@@ -71,7 +78,8 @@ for route in $ROUTES; do
 done
 for mode in $MODES; do
     case $mode in
-        off | on | sampled | profiling | on-nice0) ;;
+        off | on | every | sampled | profiling | on-nice0) ;;
+        floor) [ -x "$FLOOR_BIN" ] || { echo "mode floor needs $FLOOR_BIN: cargo build --release -p fertivision --example http_floor" >&2; exit 1; } ;;
         peer-off | peer-sampled | peer-on)
             [ -x "$PEER_BIN" ] || { echo "mode $mode needs PEER_BIN, a fertivision binary" >&2; exit 1; } ;;
         *) echo "unknown mode $mode" >&2; exit 1 ;;
@@ -197,22 +205,33 @@ for round in $(seq 1 "$ROUNDS"); do
         PIPELINE=
         RUN_BIN=$BIN
         case $mode in peer-*) RUN_BIN=$PEER_BIN ;; esac
+        # Settings of this build only: a peer build would refuse a key it does not know.
+        extra=()
         case ${mode#peer-} in
             off) enabled=false; ratio=1.0; profiling=false ;;
-            on-nice0) enabled=true; ratio=1.0; profiling=false; PIPELINE=$NICE0_PIPELINE ;;
+            on-nice0) enabled=true; ratio=1.0; profiling=false; PIPELINE=$NICE0_PIPELINE
+                extra=(FERTIVISION_TELEMETRY__MAX_TRACES_PER_SECOND=0) ;;
             on) enabled=true; ratio=1.0; profiling=false ;;
+            floor) ;;
+            every) enabled=true; ratio=1.0; profiling=false
+                extra=(FERTIVISION_TELEMETRY__MAX_TRACES_PER_SECOND=0) ;;
             sampled) enabled=true; ratio=0.1; profiling=false ;;
-            profiling) enabled=true; ratio=0.1; profiling=true ;;
+            profiling) enabled=true; ratio=1.0; profiling=true ;;
         esac
-        FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
-        FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio \
-        RUST_LOG=warn "$RUN_BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
+        if [ "$mode" = floor ]; then
+            "$FLOOR_BIN" "127.0.0.1:$API_PORT" 2> "$WORK/serve-$mode.log" &
+        else
+            env FERTIVISION_TELEMETRY__ENABLED=$enabled FERTIVISION_TELEMETRY__PROFILING=$profiling \
+                FERTIVISION_TELEMETRY__TRACE_SAMPLE_RATIO=$ratio ${extra[@]+"${extra[@]}"} \
+                RUST_LOG=warn "$RUN_BIN" serve --data-dir "$data" 2> "$WORK/serve-$mode.log" &
+        fi
         SERVE=$!
         wait_port "$API_PORT"
         wrk -t2 -c100 -d3s -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT" > /dev/null
         RUN_LOST=0
         for route in $ROUTES; do
+            if [ "$mode" = floor ] && [ "$route" = write ]; then continue; fi
             read_url="http://127.0.0.1:$API_PORT/api/v1/patients/$PATIENT"
             case $route in
                 read) args=(-H "Authorization: Bearer $TOKEN" "$read_url") ;;

@@ -276,6 +276,10 @@ pub struct TelemetryConfig {
     /// Spans, and separately log records, waiting for export at most; past it new ones are
     /// dropped and counted.
     pub queue_size: usize,
+    /// Spans, or log records, sent in one export at most, 1 to `queue_size`. A full batch
+    /// leaves at once; exports are serial, and each waits for the collector to sync it, so
+    /// at a high rate the batch size bounds what gets through (BENCHMARKS.md).
+    pub export_batch_size: usize,
     /// How often queued spans and log records are sent, in milliseconds.
     pub batch_delay_ms: u64,
     /// How often the metrics are pushed, in milliseconds.
@@ -285,6 +289,11 @@ pub struct TelemetryConfig {
     /// The share of traces recorded and exported, 0 to 1. A request whose incoming
     /// `traceparent` is sampled is always recorded; every response still names its trace.
     pub trace_sample_ratio: f64,
+    /// Traces this process starts and records a second at most, on average (bursts up to a
+    /// second's worth); those past it are not recorded, like those the ratio leaves out. Below
+    /// it every trace is kept; at saturation tracing costs a fixed amount instead of growing
+    /// with the load. 0: no limit. A caller's sampled `traceparent` is recorded regardless.
+    pub max_traces_per_second: u32,
     /// Log records below `WARN` of a trace that sampling left out are not exported, so the
     /// logs cost what the traces do; warnings, errors and records outside any trace always
     /// are. `false` exports every record whatever the sampling.
@@ -302,11 +311,13 @@ impl Default for TelemetryConfig {
         Self {
             enabled: true,
             otlp_endpoint: "http://127.0.0.1:4317".to_owned(),
-            queue_size: 4096,
+            queue_size: 8192,
+            export_batch_size: 2048,
             batch_delay_ms: 1000,
             metrics_interval_ms: 10_000,
             export_timeout_ms: 5000,
             trace_sample_ratio: 1.0,
+            max_traces_per_second: 1000,
             logs_follow_sampling: true,
             profiling: true,
             profile_endpoint: "http://127.0.0.1:7070/ingest".to_owned(),
@@ -527,6 +538,9 @@ impl Config {
                 "telemetry.queue_size, batch_delay_ms, metrics_interval_ms and export_timeout_ms must be positive",
             );
         }
+        if !(1..=telemetry.queue_size).contains(&telemetry.export_batch_size) {
+            return invalid("telemetry.export_batch_size must be 1 to telemetry.queue_size");
+        }
         if self.cache.redis_timeout_ms == 0 {
             return invalid("cache.redis_timeout_ms must be positive");
         }
@@ -690,5 +704,27 @@ mod tests {
         assert!(err.to_string().contains("database.url"), "{err}");
         let err = Config::load_with_env(Some(Path::new("/nonexistent.toml")), vec![]).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn an_export_batch_fits_in_the_queue() {
+        let batch = |size: &str, queue: &str| {
+            Config::load_with_env(
+                None,
+                env(&[
+                    ("FERTIVISION_TELEMETRY__EXPORT_BATCH_SIZE", size),
+                    ("FERTIVISION_TELEMETRY__QUEUE_SIZE", queue),
+                ]),
+            )
+        };
+        assert!(batch("512", "512").is_ok());
+        assert!(batch("1", "8192").is_ok());
+        for (size, queue) in [("0", "8192"), ("1024", "512")] {
+            let err = batch(size, queue).unwrap_err();
+            assert!(
+                err.to_string().contains("telemetry.export_batch_size"),
+                "{size}/{queue}: {err}"
+            );
+        }
     }
 }

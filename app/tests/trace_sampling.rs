@@ -1,13 +1,14 @@
-//! `telemetry.trace_sample_ratio` and `telemetry.logs_follow_sampling`. With a ratio of 0, a
-//! request without a `traceparent` is not recorded but its response still names its trace
-//! (flagged not sampled), while a request whose caller sampled its trace is recorded whole.
-//! The logs follow: an unsampled request's info records stay home, its warnings do not, and a
-//! sampled request's records all arrive; with `logs_follow_sampling = false` every record
-//! arrives.
+//! `telemetry.trace_sample_ratio`, `telemetry.max_traces_per_second` and
+//! `telemetry.logs_follow_sampling`. With a ratio of 0, a request without a `traceparent` is
+//! not recorded but its response still names its trace (flagged not sampled), while a request
+//! whose caller sampled its trace is recorded whole. Past its budget of traces a second, a
+//! process records no more of its own, but still the caller's sampled ones. The logs follow:
+//! an unsampled request's info records stay home, its warnings do not, and a sampled request's
+//! records all arrive; with `logs_follow_sampling = false` every record arrives.
 
 mod process;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use process::{Platform, request, wait_for};
 use serde_json::Value;
@@ -106,6 +107,52 @@ fn only_sampled_traces_are_recorded_and_every_response_names_its_trace() {
         404,
         "an unsampled write is not recorded, its info record \"patient created\" neither"
     );
+}
+
+#[test]
+fn past_its_budget_a_process_records_no_trace_of_its_own_but_a_callers_sampled_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::start_with(
+        dir.path(),
+        &[("FERTIVISION_TELEMETRY__MAX_TRACES_PER_SECOND", "2")],
+    );
+    let bearer = format!("Bearer {}", platform.token);
+    let started = Instant::now();
+    // (trace id, whether the response says it was recorded)
+    let reads: Vec<(String, bool)> = (0..30)
+        .map(|_| {
+            let answer = request(
+                platform.api_port,
+                "GET",
+                "/api/v1/patients",
+                &[("Authorization", bearer.as_str())],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let recorded = answer.headers["traceparent"].ends_with("-01");
+            (answer.headers["x-trace-id"].clone(), recorded)
+        })
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let recorded = reads.iter().filter(|(_, recorded)| *recorded).count();
+    // A second's worth at once, then 2 a second.
+    assert!(
+        recorded >= 1 && recorded as f64 <= 2.0 + 2.0 * elapsed + 1.0,
+        "{recorded} of 30 reads recorded in {elapsed:.2} s at 2 a second"
+    );
+    assert!(recorded < reads.len(), "the budget left none out");
+    send(
+        &platform,
+        "POST",
+        "/api/v1/patients",
+        &[("traceparent", SAMPLED)],
+    );
+    wait_for_sampled(&platform);
+    for (id, recorded) in &reads {
+        let status = trace(&platform, id).0;
+        assert_eq!(status == 200, *recorded, "trace {id}: {status}");
+    }
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! batch processors drain on their own threads; what does not fit, or what the collector does
 //! not take, is dropped, counted (`fertivision.telemetry.lost`) and reported on the local log
 //! ([`export`]). Metrics are pushed by a task on an interval, each push bounded by a timeout.
+//! The exporters' connections and the pushes run on a runtime of their own ([`runtime`]), so
+//! a busy request runtime does not hold up the telemetry about it.
 //!
 //! What is exported is filtered apart from what the process log shows: the export layers take
 //! `info` and above of this crate and of the libraries that matter, never the collector's own
@@ -17,6 +19,8 @@ mod export;
 mod logs;
 mod profiling;
 pub mod propagation;
+mod runtime;
+mod sampling;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +57,8 @@ pub struct Telemetry {
     logger: Option<SdkLoggerProvider>,
     metrics: Option<MetricsPush>,
     profiler: Option<profiling::Profiler>,
+    /// Carries the exporters' connections and the pushes; stopped last.
+    runtime: Option<runtime::ExportRuntime>,
 }
 
 #[derive(Debug)]
@@ -86,17 +92,32 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
     let settings = &config.telemetry;
-    let exporting = service.filter(|_| settings.enabled);
+    let mut exporting = service.filter(|_| settings.enabled);
+    let runtime = match exporting.map(|_| runtime::ExportRuntime::start()) {
+        Some(Ok(runtime)) => Some(runtime),
+        Some(Err(error)) => {
+            eprintln!("fertivision: telemetry export is off: its thread did not start: {error}");
+            exporting = None;
+            None
+        }
+        None => None,
+    };
     let resource = resource(exporting.unwrap_or("fertivision"));
     let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
     let mut spans_exported = false;
     let mut logger = None;
     let mut metrics = None;
-    let profiler = exporting
-        .filter(|_| settings.profiling)
-        .map(|service| profiling::Profiler::start(settings, service));
-    if let Some(service) = exporting {
-        match exporters(settings) {
+    let mut profiler = None;
+    if let (Some(service), Some(runtime)) = (exporting, &runtime) {
+        profiler = settings
+            .profiling
+            .then(|| profiling::Profiler::start(settings, service, runtime.handle().clone()));
+        // The exporters' channels spawn their connection tasks where they are built.
+        let built = {
+            let _entered = runtime.handle().enter();
+            exporters(settings)
+        };
+        match built {
             Ok((spans, logs)) => {
                 let gate = export::Gate::new("traces", settings.queue_size);
                 let processor = BatchSpanProcessor::builder(export::CountedSpans {
@@ -106,6 +127,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
                 .with_batch_config(
                     opentelemetry_sdk::trace::BatchConfigBuilder::default()
                         .with_max_queue_size(settings.queue_size)
+                        .with_max_export_batch_size(settings.export_batch_size)
                         .with_scheduled_delay(Duration::from_millis(settings.batch_delay_ms))
                         .build(),
                 )
@@ -123,6 +145,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
                 .with_batch_config(
                     opentelemetry_sdk::logs::BatchConfigBuilder::default()
                         .with_max_queue_size(settings.queue_size)
+                        .with_max_export_batch_size(settings.export_batch_size)
                         .with_scheduled_delay(Duration::from_millis(settings.batch_delay_ms))
                         .build(),
                 )
@@ -137,7 +160,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
                         })
                         .build(),
                 );
-                metrics = Some(MetricsPush::start(settings, service));
+                metrics = Some(MetricsPush::start(settings, service, runtime.handle()));
             }
             Err(error) => {
                 eprintln!(
@@ -150,8 +173,9 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
     // Spans that go nowhere are not recorded: without export, every one is sampled out at
     // its start (it keeps its trace id, which the response names and its logs carry).
     let sampler = if spans_exported {
-        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        Sampler::ParentBased(Box::new(sampling::TraceBudget::new(
             settings.trace_sample_ratio,
+            settings.max_traces_per_second,
         )))
     } else {
         Sampler::AlwaysOff
@@ -194,6 +218,7 @@ pub fn init(config: &Config, service: Option<&'static str>, console: bool) -> Te
         logger,
         metrics,
         profiler,
+        runtime,
     }
 }
 
@@ -263,7 +288,7 @@ impl Push {
 }
 
 impl MetricsPush {
-    fn start(settings: &TelemetryConfig, service: &str) -> Self {
+    fn start(settings: &TelemetryConfig, service: &str, runtime: &tokio::runtime::Handle) -> Self {
         let attribute =
             |key: &str, value: String| opentelemetry_proto::tonic::common::v1::KeyValue {
                 key: key.to_owned(),
@@ -285,7 +310,7 @@ impl MetricsPush {
             },
         });
         let interval = Duration::from_millis(settings.metrics_interval_ms);
-        let task = tokio::spawn({
+        let task = runtime.spawn({
             let push = Arc::clone(&push);
             async move {
                 let mut ticks = tokio::time::interval(interval);
@@ -305,13 +330,18 @@ impl Telemetry {
     /// Sends what is queued (spans, log records, the metrics' last state, the current profile
     /// window), waiting at most a few seconds: a collector that is down does not hold up the exit.
     pub async fn shutdown(self) {
-        if let Some(metrics) = self.metrics {
+        if let (Some(metrics), Some(runtime)) = (self.metrics, &self.runtime) {
             metrics.task.abort();
-            metrics.push.once().await;
+            let push = metrics.push;
+            let _ = runtime
+                .handle()
+                .spawn(async move { push.once().await })
+                .await;
         }
         let tracer = self.tracer;
         let logger = self.logger;
         let profiler = self.profiler;
+        let runtime = self.runtime;
         let flushed = tokio::task::spawn_blocking(move || {
             if let Some(profiler) = profiler {
                 profiler.stop();
@@ -319,6 +349,9 @@ impl Telemetry {
             let _ = tracer.shutdown_with_timeout(Duration::from_secs(3));
             if let Some(logger) = logger {
                 let _ = logger.shutdown_with_timeout(Duration::from_secs(3));
+            }
+            if let Some(runtime) = runtime {
+                runtime.stop();
             }
         });
         let _ = tokio::time::timeout(Duration::from_secs(12), flushed).await;

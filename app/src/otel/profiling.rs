@@ -2,7 +2,7 @@
 //! default), the window's profile is pushed to the collector's Pyroscope-compatible `/ingest`
 //! as gzip-compressed pprof, labelled with the service and the instance, and the next window
 //! starts. Sampling runs in a signal handler; the windows are taken on a thread of their own
-//! and pushed through the runtime, each push bounded by the export timeout. A push that
+//! and pushed through the telemetry runtime, each push bounded by the export timeout. A push that
 //! fails is counted as lost (`fertivision.telemetry.lost{signal="profiles"}`).
 
 use std::io::Write;
@@ -24,8 +24,12 @@ pub struct Profiler {
 
 impl Profiler {
     /// Starts profiling `service`, pushing every `profile_interval_secs` to
-    /// `profile_endpoint`. Must run inside the Tokio runtime (pushes go through it).
-    pub fn start(settings: &TelemetryConfig, service: &str) -> Self {
+    /// `profile_endpoint` through `runtime`.
+    pub fn start(
+        settings: &TelemetryConfig,
+        service: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         let (stop, stopped) = mpsc::channel();
         let window = Duration::from_secs(settings.profile_interval_secs);
         let push = Push {
@@ -35,7 +39,7 @@ impl Profiler {
                 super::instance_id()
             ),
             timeout: Duration::from_millis(settings.export_timeout_ms),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             client: reqwest::Client::new(),
         };
         let thread = std::thread::Builder::new()
