@@ -44,7 +44,8 @@
 # "CPU s" is user + system time over the run (/proc/PID/stat) of the serve process and of the
 # collector; RSS is the serve process's peak (VmHWM); "index backlog" counts the log records
 # the collector's index sinks (at the lowest CPU priority) had still to read when wrk
-# stopped. wrk, the collector and the API share the machine's cores.
+# stopped; "spans" is what the run's collector accepted, read once the app's last batch has
+# had time to arrive. wrk, the collector and the API share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -192,7 +193,7 @@ summary() {
 }
 
 RESULTS="$WORK/results.txt"
-echo "Each run (round mode route requests/s p50_ms p99_ms errors serve_cpu_s collector_cpu_s peak_rss_mib index_backlog_records):"
+echo "Each run (round mode route requests/s p50_ms p99_ms errors serve_cpu_s collector_cpu_s peak_rss_mib index_backlog_records spans):"
 for round in $(seq 1 "$ROUNDS"); do
     for mode in $MODES; do
         data="$WORK/$mode-$round"
@@ -249,7 +250,10 @@ for round in $(seq 1 "$ROUNDS"); do
             # What the index sinks had still to read when wrk stopped (they work at the lowest
             # CPU priority and catch up from the log afterwards).
             backlog=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^collector_sink_lag_records\{sink="(logs|spans)"\}/ { s += $2 } END { printf "%d", s }')
-            line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE") $backlog"
+            # The app sends what it has queued every telemetry.batch_delay_ms (1 s).
+            sleep 1.5
+            spans=$(curl -sf "http://127.0.0.1:$QUERY_PORT/metrics" | awk '/^collector_accepted_items_total\{signal="traces"\}/ { s += $2 } END { printf "%d", s }')
+            line="$round $mode $route $(summary "$WORK/wrk.txt") $cpu $collector_cpu $(peak_rss_mib "$SERVE") $backlog $spans"
             echo "$line" | tee -a "$RESULTS"
             stop_collector "$WORK/collector"
         done
@@ -262,8 +266,8 @@ done
 echo
 echo "Medians over $ROUNDS rounds, ${DURATION} s per run, $CONNECTIONS connections (paced: $THINK_MS ms between a connection's requests):"
 echo
-echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB | index backlog |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| mode | route | requests/s | p50 ms | p99 ms | errors | serve CPU s | requests per serve CPU-s | collector CPU s | peak RSS MiB | index backlog | spans |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $MODES; do
     for route in $ROUTES; do
         awk -v m="$mode" -v r="$route" -v d="$DURATION" '
@@ -271,10 +275,10 @@ for mode in $MODES; do
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
                 return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
             }
-            $2 == m && $3 == r { n++; rps[n] = $4; p50[n] = $5; p99[n] = $6; err[n] = $7; cpu[n] = $8; per[n] = $4 * d / $8; col[n] = $9; rss[n] = $10; lag[n] = $11 }
+            $2 == m && $3 == r { n++; rps[n] = $4; p50[n] = $5; p99[n] = $6; err[n] = $7; cpu[n] = $8; per[n] = $4 * d / $8; col[n] = $9; rss[n] = $10; lag[n] = $11; spans[n] = $12 }
             END {
                 if (n == 0) exit
-                printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f | %d |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n), median(lag, n)
+                printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f | %d | %d |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n), median(lag, n), median(spans, n)
             }' "$RESULTS"
     done
 done
