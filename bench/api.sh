@@ -12,7 +12,7 @@
 # median over the rounds. Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
 #   on         the shipped defaults but profiling: every trace up to the process's budget
-#              (telemetry.max_traces_per_second, 1000), logs and metrics exported;
+#              (telemetry.max_traces_per_second, 100), logs and metrics exported;
 #   every      on without the budget (max_traces_per_second = 0): every trace exported;
 #   sampled    on with telemetry.trace_sample_ratio = 0.1;
 #   profiling  the shipped defaults: on, plus continuous CPU profiling (pprof at 99 Hz);

@@ -317,7 +317,7 @@ impl Default for TelemetryConfig {
             metrics_interval_ms: 10_000,
             export_timeout_ms: 5000,
             trace_sample_ratio: 1.0,
-            max_traces_per_second: 1000,
+            max_traces_per_second: 100,
             logs_follow_sampling: true,
             profiling: true,
             profile_endpoint: "http://127.0.0.1:7070/ingest".to_owned(),
