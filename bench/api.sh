@@ -9,7 +9,8 @@
 # that run's telemetry alone, not of the merges of what an earlier mode sent. The modes are
 # run in ROUNDS rounds, alternating (off, on, sampled, profiling, off, on, ...), so that a
 # drift of the shared machine spreads over all of them; the summary gives each figure's
-# median over the rounds. Modes:
+# median over the rounds, then each mode's requests/s over the first mode's in the same round
+# (median and range of those pairs). Modes:
 #   off        telemetry.enabled = false (the process log only; spans still get trace ids);
 #   on         the shipped defaults but profiling: every trace up to the process's budget
 #              (telemetry.max_traces_per_second, 100), logs and metrics exported;
@@ -279,6 +280,34 @@ for mode in $MODES; do
             END {
                 if (n == 0) exit
                 printf "| %s | %s | %.0f | %.2f | %.2f | %d | %.2f | %.0f | %.2f | %.1f | %d | %d |\n", m, r, median(rps, n), median(p50, n), median(p99, n), median(err, n), median(cpu, n), median(per, n), median(col, n), median(rss, n), median(lag, n), median(spans, n)
+            }' "$RESULTS"
+    done
+done
+
+# Each mode against the first of MODES in the same round: the machine drifts by more from one
+# run to the next than most costs measured here, and a pair shares the drift of its round.
+BASE_MODE=${MODES%% *}
+echo
+echo "Requests/s of each mode over $BASE_MODE's in the same round: median and range of the $ROUNDS pairs:"
+echo
+echo "| mode | route | median | lowest | highest |"
+echo "| --- | --- | ---: | ---: | ---: |"
+for mode in $MODES; do
+    [ "$mode" = "$BASE_MODE" ] && continue
+    for route in $ROUTES; do
+        awk -v m="$mode" -v b="$BASE_MODE" -v r="$route" '
+            function median(a, n,   i, j, t) {
+                for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+                return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+            }
+            $3 == r && $2 == b { base[$1] = $4 }
+            $3 == r && $2 == m { rps[$1] = $4 }
+            END {
+                for (round in rps) if (base[round] > 0) ratio[++n] = rps[round] / base[round]
+                if (n == 0) exit
+                lo = hi = ratio[1]
+                for (i = 2; i <= n; i++) { if (ratio[i] < lo) lo = ratio[i]; if (ratio[i] > hi) hi = ratio[i] }
+                printf "| %s | %s | %+.1f %% | %+.1f %% | %+.1f %% |\n", m, r, (median(ratio, n) - 1) * 100, (lo - 1) * 100, (hi - 1) * 100
             }' "$RESULTS"
     done
 done

@@ -69,7 +69,8 @@ struct MetricsPush {
 
 /// Sets up the process log on stderr (from `log.filter`; `RUST_LOG` wins when set) and, when
 /// `service` is given and `telemetry.enabled`, the export of traces, logs and metrics as that
-/// service. Must run inside the Tokio runtime (the exporters' connections live on it).
+/// service. The exporters' connections and the pushes live on a runtime of their own
+/// ([`runtime`]), started here.
 ///
 /// With `console`, the tokio-console layer serves the runtime's tasks (on 127.0.0.1:6669 or
 /// `TOKIO_CONSOLE_BIND`); the binary must be built with `--cfg tokio_unstable`.
